@@ -1,0 +1,288 @@
+"""Configuration: dataclasses, named presets, command-line overrides, TOML files.
+
+A :class:`Config` describes a run completely; it is saved resolved as
+``config.toml`` in the run directory so that sampling and evaluation need nothing
+else. Presets are partial configurations named after the data they are tuned for;
+naming a data set picks its preset unless another is named.
+"""
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomli_w
+
+from .errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    name: str = "swissroll"  #: a 2-D data set, a built-in image set (digits, mnist) or a path
+    n: int = 10000  #: points drawn for 2-D data
+    mean: list[float] | None = None  #: mean of the 'gaussian' 2-D data
+    cov: list[list[float]] | None = None  #: covariance of the 'gaussian' 2-D data
+    split: str = "train"
+    image_size: int | None = None  #: resize + centre-crop images to this size
+    channels: int | None = None  #: 1 (grayscale) or 3 (RGB); default: the source's own
+    hflip: bool = False  #: random horizontal flips of images
+
+
+@dataclass
+class ModelConfig:
+    kind: str = "mlp"  #: mlp | unet | diffusers
+    width: int = 128  #: MLP hidden width
+    depth: int = 3  #: MLP residual blocks
+    time_dim: int = 64  #: MLP time-embedding width
+    unet: str = "small"  #: U-Net preset: tiny | small | digits | cifar10
+    base_channels: int | None = None  #: U-Net overrides of the preset (None: the preset's)
+    channel_mults: list[int] | None = None
+    num_res_blocks: int | None = None
+    attention_resolutions: list[int] | None = None
+    dropout: float | None = None
+    attention: str | None = None  #: full | linear
+    weight_standardized: bool | None = None
+    class_conditional: bool = False  #: condition on the data's class labels
+
+
+@dataclass
+class DiffusionConfig:
+    T: int = 1000
+    schedule: str = "linear"  #: linear | cosine | quadratic | sigmoid | custom
+    beta_start: float | None = None  #: None: 1e-4 * 1000/T
+    beta_end: float | None = None  #: None: 0.02 * 1000/T
+    betas: list[float] | None = None  #: explicit betas for the custom schedule
+    target: str = "eps"  #: eps | x0 | v
+    variance: str = "fixed_small"  #: fixed_small (beta-tilde) | fixed_large (beta)
+    loss: str = "l2"  #: l2 | l1 | huber
+    min_snr_gamma: float | None = None
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 10000  #: optimizer steps (the schedule of the learning rate spans them)
+    minutes: float | None = None  #: wall-clock budget; training stops at whichever comes first
+    batch_size: int = 128  #: per process and micro-batch
+    grad_accum: int = 1
+    lr: float = 1e-3
+    optimizer: str = "adamw"  #: adam | adamw
+    weight_decay: float = 0.0
+    warmup: int = 0  #: linear learning-rate warm-up steps
+    decay: str = "cosine"  #: constant | cosine | linear, from lr after warm-up to min_lr
+    min_lr: float = 0.0
+    grad_clip: float | None = 1.0
+    ema_decay: float = 0.999
+    ema_warmup: bool = True  #: decay min(ema_decay, (1 + step) / (10 + step))
+    precision: str = "fp32"  #: fp32 | bf16 | fp16 (autocast)
+    compile: bool = False
+    channels_last: bool = False
+    device: str = "auto"  #: auto | cpu | cuda | cuda:N | mps
+    log_every: int = 100
+    sample_every: int = 0  #: 0: only at the end
+    checkpoint_every: int = 0  #: 0: only at the end (and on interruption)
+    keep_checkpoints: int = 2
+    tensorboard: bool = False
+    progress: bool = True
+
+
+@dataclass
+class SampleConfig:
+    sampler: str = "ancestral"  #: ancestral | ddim
+    steps: int | None = None  #: None: every step of the chain
+    eta: float = 0.0  #: DDIM noise (0: deterministic)
+    clip_denoised: bool | None = None  #: None: on for images, off for vectors
+    n: int = 2000  #: samples drawn at the end of training and by default
+    batch_size: int = 512
+
+
+@dataclass
+class Config:
+    preset: str = "swissroll"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+
+SECTIONS = ("data", "model", "diffusion", "train", "sample")
+
+_TOY = {
+    # T=100 with betas scaled by 1000/T (0.001..0.2): the chain reaches noise
+    # (alpha-bar_T ~ 4e-5) in few steps, so ancestral sampling of 2,000 points is cheap.
+    "diffusion": {"T": 100},
+    "model": {"kind": "mlp", "width": 128, "depth": 3},
+    "train": {"steps": 6000, "batch_size": 256, "lr": 2e-3, "warmup": 100, "ema_decay": 0.995, "log_every": 200},
+    "sample": {"n": 2000},
+}
+
+_IMAGES = {
+    "model": {"kind": "unet", "unet": "small"},
+    "diffusion": {"T": 1000},
+    "train": {"steps": 20000, "batch_size": 64, "lr": 2e-4, "warmup": 200, "ema_decay": 0.999,
+              "log_every": 100, "sample_every": 1000, "checkpoint_every": 1000},
+    "sample": {"n": 64, "batch_size": 64},
+}
+
+PRESETS: dict[str, dict] = {
+    "swissroll": {"data": {"name": "swissroll"}, **_TOY},
+    "spiral": {"data": {"name": "spiral"}, **_TOY},
+    "moons": {"data": {"name": "moons"}, **_TOY},
+    "8gaussians": {"data": {"name": "8gaussians"}, **_TOY},
+    "checkerboard": {"data": {"name": "checkerboard"}, **_TOY},
+    "circles": {"data": {"name": "circles"}, **_TOY},
+    "gaussian": {"data": {"name": "gaussian"}, **_TOY},
+    "images": {"data": {"name": "images"}, **_IMAGES},
+    "digits": {
+        "data": {"name": "digits"},
+        **_IMAGES,
+        "model": {"kind": "unet", "unet": "digits"},
+        "train": {**_IMAGES["train"], "steps": 4000, "batch_size": 64, "lr": 1e-3, "minutes": 4.0,
+                  "sample_every": 500, "checkpoint_every": 500},
+    },
+    "mnist": {
+        "data": {"name": "mnist"},
+        **_IMAGES,
+        "train": {**_IMAGES["train"], "steps": 12000, "lr": 5e-4, "minutes": 30.0},
+    },
+    "cifar10": {
+        "data": {"name": "cifar10", "hflip": True},
+        "model": {"kind": "unet", "unet": "cifar10"},
+        "diffusion": {"T": 1000},
+        "train": {"steps": 800000, "batch_size": 128, "lr": 2e-4, "warmup": 5000, "decay": "constant",
+                  "grad_clip": 1.0, "ema_decay": 0.9999, "sample_every": 10000, "checkpoint_every": 10000,
+                  "log_every": 100},
+        "sample": {"n": 64, "batch_size": 256},
+    },
+}
+
+
+def preset_for_data(name: str) -> str:
+    """The preset named after a data set, or the generic one for its kind."""
+    if name in PRESETS:
+        return name
+    from .data import is_vector_dataset
+
+    return "swissroll" if is_vector_dataset(name) else "images"
+
+
+# ----------------------------------------------------------------- building
+def _merge(cfg: Config, tree: dict, where: str = "") -> None:
+    for key, value in tree.items():
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{key}] must be a table of fields, got {value!r}")
+            section = getattr(cfg, key)
+            for k, v in value.items():
+                _set_field(section, key, k, v)
+        elif key in ("preset", "seed"):
+            _set_field(cfg, "", key, value)
+        else:
+            raise ConfigError(f"unknown configuration section {key!r}{where}: use one of {', '.join(SECTIONS)}")
+
+
+def _set_field(obj, section: str, name: str, value) -> None:
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    label = f"{section}.{name}" if section else name
+    if name not in fields:
+        raise ConfigError(f"unknown option {label!r}: choose one of {', '.join(sorted(fields))}")
+    hint = typing.get_type_hints(type(obj))[name]
+    setattr(obj, name, _coerce(label, value, hint))
+
+
+def _coerce(label: str, value, hint):
+    """Check ``value`` against the type hint, converting int to float and 'none' to None."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(label, value, inner[0])
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{label} must be a list, e.g. {label}=[1,2,2], got {value!r}")
+        return [_coerce(label, v, args[0]) for v in value]
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"{label} must be of type {hint.__name__}, got {value!r}")
+    return value
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """'train.lr=2e-4' -> ('train.lr', 0.0002); values are read as TOML, else as strings."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.field=value, e.g. train.lr=2e-4")
+    key, raw = text.split("=", 1)
+    key, raw = key.strip(), raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, object]) -> None:
+    """Set ``section.field`` (or top-level ``seed``/``preset``) for each override."""
+    for key, value in overrides.items():
+        parts = key.split(".")
+        if len(parts) == 1:
+            _set_field(cfg, "", parts[0], value)
+        elif len(parts) == 2 and parts[0] in SECTIONS:
+            _set_field(getattr(cfg, parts[0]), parts[0], parts[1], value)
+        else:
+            raise ConfigError(f"unknown option {key!r}: write section.field with section one of {', '.join(SECTIONS)}")
+
+
+def make_config(preset: str | None = None, data: str | None = None, overrides: dict | None = None) -> Config:
+    """Defaults, then the preset (named, or the one of the data set), then the data name, then overrides."""
+    if preset is None:
+        preset = preset_for_data(data) if data else "swissroll"
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    cfg = Config(preset=preset)
+    _merge(cfg, PRESETS[preset])
+    if data is not None:
+        cfg.data.name = data
+    apply_overrides(cfg, overrides or {})
+    return cfg
+
+
+# ------------------------------------------------------------------- files
+def config_to_dict(cfg: Config) -> dict:
+    """Nested dict without None values (TOML has no null; absent means the default)."""
+
+    def strip(d):
+        return {k: strip(v) if isinstance(v, dict) else v for k, v in d.items() if v is not None}
+
+    return strip(dataclasses.asdict(cfg))
+
+
+def config_from_dict(tree: dict) -> Config:
+    cfg = Config()
+    _merge(cfg, tree)
+    return cfg
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    path = Path(path)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(tomli_w.dumps(config_to_dict(cfg)))
+    tmp.replace(path)
+
+
+def load_config(path: Path) -> Config:
+    path = Path(path)
+    try:
+        tree = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"no configuration file at {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path} is not valid TOML ({e}): fix or remove the file") from None
+    return config_from_dict(tree)

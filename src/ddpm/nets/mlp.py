@@ -1,0 +1,54 @@
+"""A time-conditioned MLP noise predictor for vector (e.g. 2-D) data."""
+
+import torch
+from torch import nn
+
+from .embeddings import SinusoidalEmbedding
+
+
+class ResidualBlock(nn.Module):
+    """x + Linear(SiLU(Linear(LayerNorm(x) + time projection)))."""
+
+    def __init__(self, width: int, time_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.time = nn.Linear(time_dim, width)
+        self.fc1 = nn.Linear(width, width)
+        self.fc2 = nn.Linear(width, width)
+        self.act = nn.SiLU()
+
+    def forward(self, x, temb):
+        h = self.norm(x) + self.time(temb)
+        return x + self.fc2(self.act(self.fc1(self.act(h))))
+
+
+class MLP(nn.Module):
+    """eps_theta(x_t, t) for vectors: sinusoidal time embedding and residual blocks.
+
+    ``forward(x, t, y=None)`` with x (B, dim) and t (B,) float step indices returns (B, dim).
+    The time embedding is sinusoidal (Vaswani et al.) followed by a two-layer MLP, as in
+    the DDPM U-Net, so that steps are not fed to the network as raw integers.
+    """
+
+    def __init__(self, dim: int = 2, width: int = 128, depth: int = 3, time_dim: int = 64, num_classes: int | None = None):
+        super().__init__()
+        self.config = dict(dim=dim, width=width, depth=depth, time_dim=time_dim, num_classes=num_classes)
+        self.time_embed = nn.Sequential(
+            SinusoidalEmbedding(time_dim), nn.Linear(time_dim, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim)
+        )
+        self.label_embed = nn.Embedding(num_classes, time_dim) if num_classes else None
+        self.inp = nn.Linear(dim, width)
+        self.blocks = nn.ModuleList(ResidualBlock(width, time_dim) for _ in range(depth))
+        self.out = nn.Sequential(nn.LayerNorm(width), nn.SiLU(), nn.Linear(width, dim))
+
+    def forward(self, x, t, y=None):
+        temb = self.time_embed(t)
+        if self.label_embed is not None and y is not None:
+            temb = temb + self.label_embed(y)
+        h = self.inp(x)
+        for block in self.blocks:
+            h = block(h, temb)
+        return self.out(h)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
