@@ -17,10 +17,11 @@ SCHEDULES = ("linear", "cosine", "quadratic", "sigmoid", "custom")
 NOISE_REACHED_ALPHA_BAR = 1e-2
 
 
-def linear_range(T: int) -> tuple[float, float]:
-    """DDPM's 1e-4..0.02 for T=1000, scaled by 1000/T for other T (improved-diffusion)."""
+def linear_range(T: int, max_beta: float = 0.999) -> tuple[float, float]:
+    """DDPM's 1e-4..0.02 for T=1000, scaled by 1000/T for other T (improved-diffusion),
+    each capped at ``max_beta`` (which only very short chains, T < 21, reach)."""
     scale = 1000.0 / T
-    return scale * 1e-4, scale * 0.02
+    return min(scale * 1e-4, max_beta), min(scale * 0.02, max_beta)
 
 
 def linear_betas(T: int, start: float, end: float) -> np.ndarray:

@@ -60,11 +60,13 @@ def sample(
     if steps is not None:
         process = process.respaced(spaced_timesteps(process.num_timesteps, steps))
     if device is None:
-        device = next(model.parameters()).device
+        device = next(model.parameters()).device if isinstance(model, torch.nn.Module) else "cpu"
     device = torch.device(device)
     dtype = torch.float32 if device.type == "mps" else torch.float64
-    was_training = model.training
-    model.eval()
+    is_module = isinstance(model, torch.nn.Module)
+    was_training = is_module and model.training
+    if is_module:
+        model.eval()
     results, trajectories = [], []
     bar = tqdm(total=len(seeds) * process.num_timesteps, disable=not progress, desc=sampler, unit="eval")
     try:
@@ -89,7 +91,8 @@ def sample(
                 trajectories.append(torch.stack(states))
     finally:
         bar.close()
-        model.train(was_training)
+        if is_module:
+            model.train(was_training)
     out = torch.cat(results)
     if return_trajectory:
         return out, torch.cat(trajectories, dim=1)

@@ -1,0 +1,379 @@
+"""The DDPM U-Net noise predictor ``eps_theta(x_t, t[, y])`` (Ho et al. 2020, appendix B).
+
+The layout follows the ``diffusion`` TF reference (``diffusion_tf/models/unet.py``), a
+PixelCNN++-style U-Net (Salimans et al. 2017; Ronneberger et al. 2015):
+
+* time embedding: sinusoidal(``base_channels``) -> Linear -> SiLU -> Linear to
+  ``4 * base_channels`` (plus a label embedding for class-conditional models);
+* a 3x3 input convolution, then for each level ``num_res_blocks`` residual blocks (each
+  followed by self-attention at the chosen resolutions) and a 2x down-sampling; every
+  intermediate feature map is kept for the skip connections;
+* a middle block residual -> attention -> residual;
+* the up path mirrors it with ``num_res_blocks + 1`` residual blocks per level, each fed
+  the concatenation of the current map and one stored skip map, then 2x up-sampling;
+* GroupNorm -> SiLU -> 3x3 convolution to the output, initialised to zero (as are the
+  last convolution of each residual block and the attention output projection, DDPM's
+  ``init_scale=0``), so the untrained network predicts eps = 0.
+
+Residual blocks (Zagoruyko & Komodakis 2016 "wide ResNet") are GroupNorm -> SiLU -> conv
+-> time embedding -> GroupNorm -> SiLU -> dropout -> conv, with a 1x1 ("NIN") skip when
+the channel count changes. The time embedding enters either as in DDPM, added to the
+features before the second GroupNorm, or (``scale_shift_norm=True``, the default here)
+as ``h = norm(h) * (1 + scale) + shift`` (improved-diffusion's ``use_scale_shift_norm``,
+Nichol & Dhariwal 2021; the Annotated Diffusion Model's ``Block``).
+
+Inputs of any size: the input is reflect-padded (split evenly between the two sides) up
+to a multiple of ``2 ** (len(channel_mults) - 1)`` and the output cropped back. Reflection
+keeps the padded border statistically like the image (noise at large t, content at small
+t), so the network sees no artificial frame; it needs each side to exceed its padding.
+
+The network knows nothing of diffusion: ``t`` is only a float index to embed.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ddpm.errors import ConfigError
+from ddpm.nets.embeddings import LabelEmbedding, TimeEmbedding
+
+UNET_PRESETS: dict[str, dict] = {
+    # CPU tests: 48k parameters, milliseconds on 8x8 and 28x28.
+    "tiny": dict(
+        base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
+        image_size=8, num_groups=4, dropout=0.0,
+    ),
+    # MNIST (28x28: levels 28, 14, 7) on a 2-core CPU: the ~1.1M-parameter shape of DESIGN.md
+    # (1.19M with scale-shift norm); attention at 7x7 only, no dropout (a 30-minute budget under-fits, it does not over-fit).
+    "small": dict(
+        base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_resolutions=(7,),
+        image_size=28, dropout=0.0,
+    ),
+    # scikit-learn digits (8x8): two levels, attention at 4x4.
+    "digits": dict(
+        base_channels=32, channel_mults=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
+        image_size=8, dropout=0.0,
+    ),
+    # The paper's CIFAR-10 model (Ho et al. 2020, appendix B): 35.7M parameters. The time
+    # embedding is added as in the paper (scale-shift norm would add 2.6M parameters).
+    "cifar10": dict(
+        base_channels=128, channel_mults=(1, 2, 2, 2), num_res_blocks=2, attention_resolutions=(16,),
+        image_size=32, dropout=0.1, scale_shift_norm=False,
+    ),
+}
+
+ATTENTION_KINDS = ("full", "linear")
+
+
+def group_norm(channels: int, num_groups: int) -> nn.GroupNorm:
+    """GroupNorm (Wu & He 2018) with the largest group count <= ``num_groups`` dividing ``channels``."""
+    groups = max(g for g in range(1, min(num_groups, channels) + 1) if channels % g == 0)
+    return nn.GroupNorm(groups, channels)
+
+
+def zero_init(module: nn.Module) -> nn.Module:
+    """Set a layer's parameters to zero (DDPM ``init_scale=0``)."""
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+class WeightStandardizedConv2d(nn.Conv2d):
+    """Convolution with weights standardised per output channel (Qiao et al. 2019, eq. 5).
+
+    ``W_hat = (W - mean(W)) / sqrt(var(W) + eps)`` over each filter's fan-in; it pairs with
+    GroupNorm (Kolesnikov et al. 2020, BiT).
+    """
+
+    eps = 1e-5
+
+    def forward(self, x: Tensor) -> Tensor:
+        var, mean = torch.var_mean(self.weight, dim=(1, 2, 3), keepdim=True, correction=0)
+        return self._conv_forward(x, (self.weight - mean) * torch.rsqrt(var + self.eps), self.bias)
+
+
+class ResidualBlock(nn.Module):
+    """DDPM ``resnet_block``: x + conv(dropout(SiLU(norm(conv(SiLU(norm(x))) (+) emb)))).
+
+    With ``scale_shift_norm`` the embedding gives (scale, shift) and the second norm becomes
+    ``norm(h) * (1 + scale) + shift``; otherwise it is added before the norm (DDPM).
+    Weight-standardised convolutions are not zero-initialised: standardisation removes
+    the weights' scale, so zero would only give an undefined direction.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, emb_channels: int, *, dropout: float,
+        num_groups: int, scale_shift_norm: bool, weight_standardized: bool,
+    ):
+        super().__init__()
+        conv = WeightStandardizedConv2d if weight_standardized else nn.Conv2d
+        self.scale_shift_norm = scale_shift_norm
+        self.norm1 = group_norm(in_channels, num_groups)
+        self.conv1 = conv(in_channels, out_channels, 3, padding=1)
+        self.emb_proj = nn.Linear(emb_channels, out_channels * (2 if scale_shift_norm else 1))
+        self.norm2 = group_norm(out_channels, num_groups)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = conv(out_channels, out_channels, 3, padding=1)
+        if not weight_standardized:
+            zero_init(self.conv2)
+        self.skip = nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, 1)
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        """``emb`` is SiLU(time embedding), shape (B, emb_channels)."""
+        h = self.conv1(F.silu(self.norm1(x)))
+        e = self.emb_proj(emb)[:, :, None, None]
+        if self.scale_shift_norm:
+            scale, shift = e.chunk(2, dim=1)
+            h = torch.addcmul(shift, self.norm2(h), 1 + scale)
+        else:
+            h = self.norm2(h + e)
+        h = self.conv2(self.dropout(F.silu(h)))
+        return self.skip(x) + h
+
+
+class SelfAttention(nn.Module):
+    """Residual multi-head self-attention over the H*W positions (DDPM ``attn_block``).
+
+    ``x + proj_out(softmax(q k^T / sqrt(d)) v)`` with q, k, v 1x1 projections of
+    GroupNorm(x) (Vaswani et al. 2017, eq. 1), computed by ``F.scaled_dot_product_attention``.
+    ``linear=True`` replaces the softmax attention by linear ("efficient") attention
+    (Shen et al. 2018; Katharopoulos et al. 2020) as in the Annotated Diffusion Model:
+    ``softmax_d(q) (softmax_N(k)^T v)``, O(N d^2) instead of O(N^2 d).
+    """
+
+    def __init__(self, channels: int, *, num_heads: int, num_groups: int, linear: bool = False):
+        super().__init__()
+        if channels % num_heads:
+            raise ConfigError(f"num_heads={num_heads} must divide the attention channels {channels}")
+        self.num_heads = num_heads
+        self.linear = linear
+        self.norm = group_norm(channels, num_groups)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj_out = zero_init(nn.Conv2d(channels, channels, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, C, H, W = x.shape
+        # (B, 3C, H, W) -> q, k, v of shape (B, heads, N, d); views only when x is channels-last.
+        qkv = self.qkv(self.norm(x)).flatten(2).view(B, 3, self.num_heads, C // self.num_heads, H * W)
+        q, k, v = qkv.transpose(-1, -2).unbind(1)
+        if self.linear:
+            h = q.softmax(dim=-1) @ (k.softmax(dim=-2).transpose(-1, -2) @ v)
+        else:
+            h = F.scaled_dot_product_attention(q, k, v)
+        # (B, heads, N, d) -> (B, C, H, W) laid out channels-last (a view when num_heads == 1).
+        h = h.transpose(1, 2).reshape(B, H, W, C).permute(0, 3, 1, 2)
+        return x + self.proj_out(h)
+
+
+class Downsample(nn.Module):
+    """Halve H and W: 3x3 convolution with stride 2, or 2x2 average pooling."""
+
+    def __init__(self, channels: int, with_conv: bool):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1) if with_conv else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x) if self.conv is not None else F.avg_pool2d(x, 2)
+
+
+class Upsample(nn.Module):
+    """Double H and W: nearest-neighbour up-sampling, then optionally a 3x3 convolution."""
+
+    def __init__(self, channels: int, with_conv: bool):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1) if with_conv else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class UNetBlock(nn.Module):
+    """A residual block, followed by self-attention at attention resolutions."""
+
+    def __init__(self, res: ResidualBlock, attn: SelfAttention | None):
+        super().__init__()
+        self.res = res
+        self.attn = attn
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        h = self.res(x, emb)
+        return h if self.attn is None else self.attn(h)
+
+
+class Level(nn.Module):
+    """One resolution of the U-Net: its blocks and the resampling that leaves it (or None)."""
+
+    def __init__(self, blocks: list[UNetBlock], resample: nn.Module | None):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.resample = resample
+
+
+def padded_size(size: int, multiple: int) -> int:
+    """``size`` rounded up to a multiple of ``multiple``."""
+    return math.ceil(size / multiple) * multiple
+
+
+def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[slice, slice]]:
+    """Reflect-pad H and W of ``x`` up to multiples of ``multiple``; return it and the crop back."""
+    H, W = x.shape[-2:]
+    pad_h, pad_w = padded_size(H, multiple) - H, padded_size(W, multiple) - W
+    if pad_h == 0 and pad_w == 0:
+        return x, (slice(None), slice(None))
+    if pad_h >= H or pad_w >= W:
+        raise ValueError(f"a {H}x{W} input is too small to reflect-pad to a multiple of {multiple}")
+    top, left = pad_h // 2, pad_w // 2
+    x = F.pad(x, (left, pad_w - left, top, pad_h - top), mode="reflect")
+    return x, (slice(top, top + H), slice(left, left + W))
+
+
+class UNet(nn.Module):
+    """DDPM U-Net ``eps_theta(x, t[, y])``: (B, C, H, W) -> (B, out_channels, H, W).
+
+    Args:
+        in_channels: image channels.
+        out_channels: output channels (default ``in_channels``; 2x for a learned variance).
+        base_channels: channels of the first level ("ch"); level i has
+            ``base_channels * channel_mults[i]``; the time embedding has ``4 * base_channels``.
+        channel_mults: one multiplier per resolution level ("ch_mult").
+        num_res_blocks: residual blocks per level on the way down (one more on the way up).
+        attention_resolutions: feature-map sides, counted on the padded ``image_size``, after
+            whose residual blocks self-attention is applied (e.g. (16,) for CIFAR-10).
+        image_size: the input side the attention resolutions refer to; inputs of other sizes
+            run with attention at the same levels.
+        dropout: dropout rate inside the residual blocks.
+        attention: "full" softmax self-attention or "linear" attention at the attention
+            resolutions. The middle block always uses full attention (as the Annotated
+            Diffusion Model does): it runs at the lowest resolution, where it is cheap.
+        weight_standardized: weight-standardised convolutions in the residual blocks.
+        num_heads: attention heads (DDPM: 1).
+        num_groups: GroupNorm groups, lowered to the largest divisor of each channel count.
+        num_classes: if set, class labels 0..num_classes-1 are embedded and added to the
+            time embedding; ``y=None`` means "no label" (classifier-free guidance).
+        resample_with_conv: 3x3 convolutions in down/up-sampling (else avg-pool / nearest only).
+        scale_shift_norm: time embedding as GroupNorm scale and shift (else added, as DDPM).
+    """
+
+    def __init__(
+        self, *, in_channels: int, out_channels: int | None = None, base_channels: int = 128,
+        channel_mults: tuple[int, ...] = (1, 2, 2, 2), num_res_blocks: int = 2,
+        attention_resolutions: tuple[int, ...] = (16,), image_size: int = 32, dropout: float = 0.0,
+        attention: str = "full", weight_standardized: bool = False, num_heads: int = 1,
+        num_groups: int = 32, num_classes: int | None = None, resample_with_conv: bool = True,
+        scale_shift_norm: bool = True,
+    ):
+        super().__init__()
+        channel_mults, attention_resolutions = tuple(channel_mults), tuple(attention_resolutions)
+        out_channels = in_channels if out_channels is None else out_channels
+        self.config = dict(
+            in_channels=in_channels, out_channels=out_channels, base_channels=base_channels,
+            channel_mults=channel_mults, num_res_blocks=num_res_blocks,
+            attention_resolutions=attention_resolutions, image_size=image_size, dropout=dropout,
+            attention=attention, weight_standardized=weight_standardized, num_heads=num_heads,
+            num_groups=num_groups, num_classes=num_classes, resample_with_conv=resample_with_conv,
+            scale_shift_norm=scale_shift_norm,
+        )
+        if attention not in ATTENTION_KINDS:
+            raise ConfigError(f"attention={attention!r} is not one of {ATTENTION_KINDS}")
+        if min(in_channels, out_channels, base_channels, num_heads, num_groups, len(channel_mults)) < 1:
+            raise ConfigError(f"U-Net sizes must be positive, got {self.config}")
+        self.multiple = 2 ** (len(channel_mults) - 1)
+        resolutions = [padded_size(image_size, self.multiple) // 2**i for i in range(len(channel_mults))]
+        unknown = set(attention_resolutions) - set(resolutions)
+        if unknown:
+            raise ConfigError(
+                f"attention_resolutions {sorted(unknown)} match no level of a {image_size}x{image_size} "
+                f"input; the levels have sides {resolutions}"
+            )
+
+        emb_channels = 4 * base_channels
+        self.time_embedding = TimeEmbedding(base_channels, emb_channels)
+        self.label_embedding = LabelEmbedding(num_classes, emb_channels) if num_classes else None
+
+        def res(cin: int, cout: int) -> ResidualBlock:
+            return ResidualBlock(
+                cin, cout, emb_channels, dropout=dropout, num_groups=num_groups,
+                scale_shift_norm=scale_shift_norm, weight_standardized=weight_standardized,
+            )
+
+        def block(cin: int, cout: int, resolution: int) -> UNetBlock:
+            attn = None
+            if resolution in attention_resolutions:
+                attn = SelfAttention(cout, num_heads=num_heads, num_groups=num_groups, linear=attention == "linear")
+            return UNetBlock(res(cin, cout), attn)
+
+        self.conv_in = nn.Conv2d(in_channels, base_channels, 3, padding=1)
+        skip_channels, ch = [base_channels], base_channels
+        self.down = nn.ModuleList()
+        for i, (mult, resolution) in enumerate(zip(channel_mults, resolutions)):
+            blocks = []
+            for _ in range(num_res_blocks):
+                blocks.append(block(ch, base_channels * mult, resolution))
+                ch = base_channels * mult
+                skip_channels.append(ch)
+            last = i == len(channel_mults) - 1
+            self.down.append(Level(blocks, None if last else Downsample(ch, resample_with_conv)))
+            if not last:
+                skip_channels.append(ch)
+
+        self.mid_res1 = res(ch, ch)
+        self.mid_attn = SelfAttention(ch, num_heads=num_heads, num_groups=num_groups)
+        self.mid_res2 = res(ch, ch)
+
+        self.up = nn.ModuleList()
+        for i in reversed(range(len(channel_mults))):
+            blocks = []
+            for _ in range(num_res_blocks + 1):
+                blocks.append(block(ch + skip_channels.pop(), base_channels * channel_mults[i], resolutions[i]))
+                ch = base_channels * channel_mults[i]
+            self.up.append(Level(blocks, Upsample(ch, resample_with_conv) if i > 0 else None))
+
+        self.norm_out = group_norm(ch, num_groups)
+        self.conv_out = zero_init(nn.Conv2d(ch, out_channels, 3, padding=1))
+
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        """Predict eps for noisy images ``x`` (B, C, H, W) at float steps ``t`` (B,), labels ``y`` (B,).
+
+        The result has the shape of ``x`` (with ``out_channels``); for padded sizes it is a
+        cropped view of the padded output.
+        """
+        x, crop = pad_to_multiple(x, self.multiple)
+        emb = self.time_embedding(t)
+        if self.label_embedding is not None:
+            emb = emb + self.label_embedding(y, x.shape[0], x.device)
+        emb = F.silu(emb)  # every residual block projects SiLU(temb) (DDPM ``temb_proj``)
+
+        hs = [self.conv_in(x)]
+        for level in self.down:
+            for blk in level.blocks:
+                hs.append(blk(hs[-1], emb))
+            if level.resample is not None:
+                hs.append(level.resample(hs[-1]))
+        h = self.mid_res2(self.mid_attn(self.mid_res1(hs[-1], emb)), emb)
+        for level in self.up:
+            for blk in level.blocks:
+                h = blk(torch.cat([h, hs.pop()], dim=1), emb)
+            if level.resample is not None:
+                h = level.resample(h)
+        h = self.conv_out(F.silu(self.norm_out(h)))
+        return h[..., crop[0], crop[1]]
+
+    def num_parameters(self) -> int:
+        """Number of trainable parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def build_unet(preset_or_kwargs: str | dict, in_channels: int, **overrides) -> UNet:
+    """Build a :class:`UNet` from a preset name of :data:`UNET_PRESETS` or a kwargs dict, plus overrides."""
+    if isinstance(preset_or_kwargs, str):
+        if preset_or_kwargs not in UNET_PRESETS:
+            raise ConfigError(f"unknown U-Net preset {preset_or_kwargs!r}; choose one of {sorted(UNET_PRESETS)}")
+        preset_or_kwargs = UNET_PRESETS[preset_or_kwargs]
+    kwargs = {**preset_or_kwargs, **overrides, "in_channels": in_channels}
+    allowed = UNet.__init__.__kwdefaults__.keys() | {"in_channels"}
+    unknown = kwargs.keys() - allowed
+    if unknown:
+        raise ConfigError(f"unknown U-Net options {sorted(unknown)}; valid ones are {sorted(allowed)}")
+    return UNet(**kwargs)

@@ -1,0 +1,210 @@
+"""Runs: train into a self-describing directory, then sample and evaluate from it alone.
+
+A run directory holds ``config.toml`` (resolved), ``metrics.jsonl``, ``model.safetensors``
+(EMA weights), ``checkpoints/``, ``pictures/`` and, after evaluation, ``eval.json``.
+These functions are what the command line calls; they are as usable from a notebook.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from .config import Config, load_config, save_config
+from .data import Dataset, is_vector_dataset, load_dataset, to_uint8
+from .diffusion import GaussianDiffusion
+from .errors import RunError
+from .nets import build_model
+from .samplers import sample
+from .schedules import make_betas
+from .train import checkpoint as ckpt
+from .train.trainer import Trainer
+
+#: sampler settings of the pictures drawn during training (fixed seeds, so they compare across steps)
+SNAPSHOT_SEEDS = range(10_000, 10_064)
+
+
+def build_process(cfg: Config) -> GaussianDiffusion:
+    d = cfg.diffusion
+    betas = make_betas(d.schedule, d.T, d.beta_start, d.beta_end, d.betas)
+    return GaussianDiffusion(betas, d.target, d.variance, d.loss, d.min_snr_gamma)
+
+
+def clip_denoised(cfg: Config, is_image: bool) -> bool:
+    """Clip predicted x_0 to [-1, 1]: on by default for images (bounded data), off for vectors."""
+    return is_image if cfg.sample.clip_denoised is None else cfg.sample.clip_denoised
+
+
+@dataclass
+class Run:
+    """A trained model loaded from its run directory, ready to sample."""
+
+    path: Path
+    cfg: Config
+    process: GaussianDiffusion
+    model: torch.nn.Module
+    shape: tuple
+    num_classes: int
+    step: int
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.shape) == 3
+
+    def sample(self, n: int, seed: int = 0, sampler=None, steps=None, eta=None, clip=None, labels=None,
+               batch_size=None, return_trajectory=False, progress=False):
+        """``n`` samples, sample i from seed ``seed + i``; options default to the run's config."""
+        s = self.cfg.sample
+        return sample(
+            self.process, self.model, self.shape, range(seed, seed + n),
+            sampler=sampler or s.sampler, steps=steps if steps is not None else s.steps,
+            eta=s.eta if eta is None else eta,
+            clip_denoised=clip_denoised(self.cfg, self.is_image) if clip is None else clip,
+            labels=labels, batch_size=batch_size or s.batch_size, return_trajectory=return_trajectory,
+            progress=progress,
+        )
+
+
+def load_run(run_dir, device="cpu") -> Run:
+    """The EMA model of a finished run (``model.safetensors``), or of its newest checkpoint."""
+    path = Path(run_dir)
+    if not (path / "config.toml").is_file() or not (path / "run.json").is_file():
+        raise RunError(f"{path} is not a run directory (no config.toml/run.json): pass the --out of a `ddpm train`")
+    cfg = load_config(path / "config.toml")
+    weights = path / "model.safetensors"
+    if weights.is_file():
+        state, meta = load_file(str(weights)), ckpt.read_metadata(weights)
+    else:
+        latest = ckpt.latest_checkpoint(path)
+        state, meta = ckpt.load_weights(latest / ckpt.WEIGHTS, "ema"), ckpt.read_metadata(latest / ckpt.WEIGHTS)
+    meta = {**json.loads((path / "run.json").read_text()), **meta}
+    shape, num_classes = tuple(meta["shape"]), int(meta.get("num_classes", 0))
+    model = build_model(cfg.model, shape, num_classes)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise RunError(f"the weights in {path} do not match its config.toml ({str(e).splitlines()[0]})") from None
+    model.to(device).eval()
+    return Run(path, cfg, build_process(cfg), model, shape, num_classes, int(meta.get("step", 0)))
+
+
+def save_samples(samples: torch.Tensor, path, is_image: bool, labels=None) -> Path:
+    """``.npz`` with ``arr_0``: uint8 NHWC for images (the ADM evaluation layout), float32 (N, D) otherwise."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = to_uint8(samples).permute(0, 2, 3, 1).numpy() if is_image else samples.float().numpy()
+    extra = {} if labels is None else {"arr_1": np.asarray(labels)}
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, arr_0=arr, **extra)
+    tmp.replace(path)
+    return path
+
+
+# ------------------------------------------------------------------ training
+def train(cfg: Config, run_dir, resume: bool = False, progress: bool = True) -> Trainer:
+    """Train the model ``cfg`` describes into ``run_dir``; then draw its pictures and, for 2-D
+    data, write ``eval.json``. With ``resume``, continue from the newest checkpoint."""
+    run_dir = Path(run_dir)
+    if not resume and ((run_dir / "config.toml").exists() or ckpt.list_checkpoints(run_dir)):
+        raise RunError(f"{run_dir} already holds a run: continue it with --resume, or choose another --out")
+    data = load_dataset(cfg.data, cfg.seed)
+    process = build_process(cfg)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, data.shape, data.num_classes)
+    cfg.train.progress = cfg.train.progress and progress
+    meta = {"shape": list(data.shape), "num_classes": data.num_classes}
+    trainer = Trainer(process, model, data, cfg.train, run_dir=run_dir, seed=cfg.seed,
+                      class_conditional=cfg.model.class_conditional, weights_metadata=meta,
+                      on_snapshot=lambda tr, step: _snapshot(cfg, tr, data, step))
+    if trainer.dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.toml")
+        (run_dir / "run.json").write_text(json.dumps(meta))
+        forward_picture(process, data, run_dir / "pictures" / "forward.png", cfg.seed)
+    if resume:
+        trainer.resume()
+    trainer.run()
+    if trainer.dist.is_main and not trainer.interrupted:
+        finish(cfg, trainer, data, run_dir)
+    return trainer
+
+
+def forward_picture(process, data: Dataset, path, seed: int = 0):
+    from . import viz
+
+    n = 2000 if not data.is_image else 8
+    idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
+    x0, _ = data.batch(idx)
+    return viz.forward_strip(process, x0, path, seed=seed)
+
+
+def _snapshot(cfg: Config, trainer: Trainer, data: Dataset, step: int) -> None:
+    """Samples of the EMA model during training: a grid (images, 50 DDIM steps) or a scatter."""
+    from . import viz
+
+    out = trainer.run_dir / "samples" / f"step_{step:08d}.png"
+    shape = data.shape
+    if data.is_image:
+        x = sample(trainer.process, trainer.ema, shape, SNAPSHOT_SEEDS, sampler="ddim",
+                   steps=min(50, trainer.process.num_timesteps), clip_denoised=clip_denoised(cfg, True),
+                   labels=_snapshot_labels(trainer, data), batch_size=64)
+        viz.save_image_grid(x, out, nrow=8)
+    else:
+        x = sample(trainer.process, trainer.ema, shape, range(1000), batch_size=1000)
+        viz.samples_over_data(x, data.x[:2000], out, title=f"step {step}")
+
+
+def _snapshot_labels(trainer: Trainer, data: Dataset):
+    if not trainer.class_conditional:
+        return None
+    return torch.arange(len(SNAPSHOT_SEEDS)) % data.num_classes
+
+
+def finish(cfg: Config, trainer: Trainer, data: Dataset, run_dir: Path) -> dict | None:
+    """After training: the loss curve, samples with their reverse process (strip, GIF), and for
+    2-D data the metrics against the true distribution in ``eval.json``."""
+    from . import viz
+
+    pictures = run_dir / "pictures"
+    viz.loss_curve(run_dir / "metrics.jsonl", pictures / "loss.png")
+    run = load_run(run_dir, device=trainer.device)
+    if run.is_image:
+        n = min(cfg.sample.n, 64)
+        labels = _snapshot_labels(trainer, data)
+        x, traj = run.sample(n, seed=0, labels=labels, return_trajectory=True)
+        viz.save_image_grid(x, pictures / "samples.png")
+        viz.reverse_strip(traj[:, :8], pictures / "reverse.png", total_steps=cfg.diffusion.T)
+        viz.reverse_gif(traj[:, :16], pictures / "reverse.gif", total_steps=cfg.diffusion.T)
+        save_samples(x, run_dir / "samples.npz", True)
+        return None
+    x, traj = run.sample(cfg.sample.n, seed=0, return_trajectory=True)
+    save_samples(x, run_dir / "samples.npz", False)
+    ref = data.x[:2000].numpy()
+    viz.samples_over_data(x, ref, pictures / "samples.png")
+    viz.reverse_strip(traj, pictures / "reverse.png", reference=ref, total_steps=cfg.diffusion.T)
+    viz.reverse_gif(traj, pictures / "reverse.gif", total_steps=cfg.diffusion.T)
+    return evaluate(run_dir, x.numpy())
+
+
+# ---------------------------------------------------------------- evaluation
+def evaluate(run_dir, samples=None, n: int | None = None, seed: int = 0) -> dict:
+    """Metrics of a run's samples (given, or drawn now) against the true data, with floors;
+    written to ``eval.json`` in the run directory."""
+    from .eval.toy_metrics import evaluate_points
+
+    run = load_run(run_dir)
+    cfg = run.cfg
+    if not is_vector_dataset(cfg.data.name):
+        raise RunError(f"evaluation of image runs is not available yet; {cfg.data.name!r} is an image data set")
+    if samples is None:
+        samples = run.sample(n or cfg.sample.n, seed=seed).numpy()
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.ndim != 2 or samples.shape[1:] != run.shape:
+        raise RunError(f"samples of shape {samples.shape} do not match the run's data shape {run.shape}")
+    params = {"mean": cfg.data.mean, "cov": cfg.data.cov}
+    result = {"data": cfg.data.name, "step": run.step, **evaluate_points(samples, cfg.data.name, data_params=params)}
+    (Path(run_dir) / "eval.json").write_text(json.dumps(result, indent=2))
+    return result

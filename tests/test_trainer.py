@@ -1,0 +1,97 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ddpm.config import TrainConfig
+from ddpm.data import load_dataset
+from ddpm.config import DataConfig
+from ddpm.diffusion import GaussianDiffusion
+from ddpm.errors import ConfigError
+from ddpm.nets import MLP
+from ddpm.schedules import make_betas
+from ddpm.train.checkpoint import latest_checkpoint, list_checkpoints
+from ddpm.train.trainer import Trainer
+
+
+def make(seed=0, run_dir=None, **train):
+    torch.manual_seed(seed)
+    cfg = TrainConfig(**{"steps": 40, "batch_size": 32, "lr": 1e-3, "warmup": 5, "log_every": 10,
+                         "progress": False, **train})
+    data = load_dataset(DataConfig(name="moons", n=500), seed=0)
+    return Trainer(GaussianDiffusion(make_betas("linear", 50)), MLP(2, width=32, depth=2), data, cfg,
+                   run_dir=run_dir, seed=0)
+
+
+def test_loss_decreases_and_metrics_are_logged(tmp_path):
+    tr = make(run_dir=tmp_path, steps=300, log_every=50, lr=3e-3).run()
+    losses = [r["loss"] for r in tr.history]
+    assert losses[-1] < 0.7 * losses[0]
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [50, 100, 150, 200, 250, 300]
+    assert all(r[f"loss_q{q}"] is not None for r in rows for q in range(4))
+    # noise is easiest to predict at the noisiest steps
+    assert rows[-1]["loss_q3"] < rows[-1]["loss_q0"]
+    assert (tmp_path / "model.safetensors").is_file() and latest_checkpoint(tmp_path).name == "step_00000300"
+
+
+def test_resume_continues_exactly(tmp_path):
+    full = make(run_dir=tmp_path / "a").run()
+    first = make(run_dir=tmp_path / "b").run(max_steps=15)
+    assert first.step == 15 and not (tmp_path / "b" / "model.safetensors").exists()
+    second = make(seed=123, run_dir=tmp_path / "b").resume()
+    assert second.step == 15
+    second.run()
+    for a, b in zip(full.model.state_dict().values(), second.model.state_dict().values()):
+        assert torch.equal(a, b)
+    for a, b in zip(full.ema.state_dict().values(), second.ema.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_checkpoints_load_without_pickle_and_rotate(tmp_path):
+    make(run_dir=tmp_path, steps=30, checkpoint_every=10, keep_checkpoints=2).run()
+    found = list_checkpoints(tmp_path)
+    assert [p.name for p in found] == ["step_00000020", "step_00000030"]
+    weights = load_file(str(found[-1] / "weights.safetensors"))
+    assert any(k.startswith("ema.") for k in weights) and any(k.startswith("model.") for k in weights)
+    state = load_file(str(found[-1] / "state.safetensors"))
+    assert "rank0.rng.torch" in state and any(k.startswith("optimizer.") for k in state)
+    assert not list((tmp_path / "checkpoints").glob(".tmp*"))
+
+
+def test_ema_tracks_parameters_only():
+    tr = make(ema_decay=0.9, ema_warmup=False)
+    before = [p.clone() for p in tr.ema.parameters()]
+    with torch.no_grad():
+        for p in tr.model.parameters():
+            p.add_(1.0)
+    tr.update_ema()
+    for b, e in zip(before, tr.ema.parameters()):
+        assert torch.allclose(e, b + 0.1, atol=1e-6)
+    assert not any(p.requires_grad for p in tr.ema.parameters())
+    freqs = dict(tr.ema.named_buffers())
+    assert all(torch.equal(freqs[k], v) for k, v in tr.model.named_buffers())
+
+
+def test_learning_rate_schedule():
+    tr = make(steps=100, warmup=10, lr=1.0, decay="cosine", min_lr=0.1)
+    assert tr.lr_at(0) == pytest.approx(0.1) and tr.lr_at(9) == pytest.approx(1.0)
+    assert tr.lr_at(10) == pytest.approx(1.0) and tr.lr_at(100) == pytest.approx(0.1)
+    assert tr.lr_at(55) == pytest.approx(0.55)
+    lin = make(steps=100, warmup=0, lr=1.0, decay="linear")
+    assert lin.lr_at(50) == pytest.approx(0.5)
+
+
+def test_wall_clock_budget_stops_and_checkpoints(tmp_path):
+    tr = make(run_dir=tmp_path, steps=10**7, minutes=0.01).run()
+    assert 0 < tr.step < 10**7 and tr.elapsed >= 0.6
+    assert latest_checkpoint(tmp_path).name == f"step_{tr.step:08d}"
+    assert (tmp_path / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("field,value", [("optimizer", "sgd"), ("decay", "step"), ("precision", "fp8"),
+                                         ("steps", 0), ("lr", -1.0), ("ema_decay", 1.0)])
+def test_invalid_training_options(field, value):
+    with pytest.raises(ConfigError, match=field):
+        make(**{field: value})
