@@ -41,6 +41,7 @@ def test_presets_preserve_the_input_shape(preset):
 def test_cifar10_preset_is_the_papers_35_7m_parameter_model():
     model = build_unet("cifar10", 3)
     assert abs(model.num_parameters() - 35.7e6) <= 0.1e6  # Ho et al. 2020, appendix B
+    assert UNet(in_channels=3).config == model.config  # the defaults are that model
     x, t = inputs(1, (3, 32, 32))
     with torch.no_grad():
         assert model.eval()(x, t).shape == x.shape
@@ -71,6 +72,13 @@ def test_odd_sizes_are_reflect_padded_and_cropped_back():
     torch.testing.assert_close(out, padded[..., 2:30, 2:30])
 
 
+def test_too_small_inputs_raise_config_error():
+    model = build_unet("tiny", 1, channel_mults=(1, 1, 1, 2))  # multiple of 8: 3 -> 8 cannot reflect
+    x, t = inputs(1, (1, 3, 3))
+    with pytest.raises(ConfigError, match="too small"):
+        model(x, t)
+
+
 def test_out_channels_can_differ_from_in_channels():
     model = build_unet("tiny", 3, out_channels=6)
     x, t = inputs(2, (3, 8, 8))
@@ -88,7 +96,8 @@ def test_output_depends_on_the_timestep():
     model = perturbed(build_unet("tiny", 1)).eval()
     x, _ = inputs(2, (1, 8, 8))
     with torch.no_grad():
-        assert not torch.allclose(model(x, torch.tensor([10.0, 10.0])), model(x, torch.tensor([900.0, 900.0])))
+        early, late = model(x, torch.tensor([10.0, 10.0])), model(x, torch.tensor([900.0, 900.0]))
+    assert not torch.allclose(early, late)
 
 
 def test_class_labels_change_the_output():
@@ -100,6 +109,13 @@ def test_class_labels_change_the_output():
         out_none = model(x, t)
     assert not torch.allclose(out_a, out_b)
     assert not torch.allclose(out_a, out_none)
+
+
+def test_unconditional_models_ignore_labels():
+    model = perturbed(build_unet("tiny", 1)).eval()
+    x, t = inputs(2, (1, 8, 8))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, t, torch.tensor([1, 2])), model(x, t), rtol=0, atol=0)
 
 
 VARIANTS = {
@@ -185,12 +201,16 @@ def test_config_rebuilds_the_same_model():
     assert model.config["num_classes"] == 10 and model.config["in_channels"] == 1
 
 
+def attention_levels(levels):
+    return [any(block.attn is not None for block in level.blocks) for level in levels]
+
+
 def test_attention_is_placed_at_the_requested_resolutions():
-    model = build_unet("small", 1)  # 28x28: levels 28, 14, 7; attention at 7
-    with_attention = [i for i, level in enumerate(model.down) if any(b.attn is not None for b in level.blocks)]
-    assert with_attention == [2]
-    full = build_unet("cifar10", 3)  # 32x32: attention at 16, the second level
-    assert [any(b.attn is not None for b in level.blocks) for level in full.down] == [False, True, False, False]
+    small = build_unet("small", 1)  # 28x28: levels 28, 14, 7; attention at 7
+    assert attention_levels(small.down) == [False, False, True]
+    assert attention_levels(small.up) == [True, False, False]
+    cifar = build_unet("cifar10", 3)  # 32x32: attention at 16, the second level
+    assert attention_levels(cifar.down) == [False, True, False, False]
 
 
 @pytest.mark.parametrize(
@@ -199,6 +219,7 @@ def test_attention_is_placed_at_the_requested_resolutions():
         dict(attention="sparse"),
         dict(attention_resolutions=(16,)),  # tiny's levels are 8 and 4
         dict(base_channels=0),
+        dict(num_classes=0),
         dict(bogus_option=1),
     ],
 )

@@ -152,6 +152,9 @@ def _snapshot(cfg: Config, trainer: Trainer, data: Dataset, step: int) -> None:
                    steps=min(50, trainer.process.num_timesteps), clip_denoised=clip_denoised(cfg, True),
                    labels=_snapshot_labels(trainer, data), batch_size=64)
         viz.save_image_grid(x, out, nrow=8)
+        if trainer.writer is not None:
+            grid = viz.image_grid(x, nrow=8)
+            trainer.writer.add_image("samples", grid, step, dataformats="HW" if grid.ndim == 2 else "HWC")
     else:
         x = sample(trainer.process, trainer.ema, shape, range(1000), batch_size=1000)
         viz.samples_over_data(x, data.x[:2000], out, title=f"step {step}")

@@ -14,27 +14,21 @@ import torch
 from torch import Tensor, nn
 
 from ddpm.errors import ConfigError
-from ddpm.nets.unet import padded_size, pad_to_multiple
+from ddpm.nets.unet import complete_options, level_resolutions, pad_to_multiple
 
 
 class DiffusersUNet(nn.Module):
-    """``UNet2DModel`` with ``forward(x, t, y=None)``; arguments as :class:`~ddpm.nets.unet.UNet`.
+    """``UNet2DModel`` with ``forward(x, t, y=None)``; options and defaults as :class:`~ddpm.nets.unet.UNet`.
 
     Options diffusers has no counterpart for (linear attention, weight standardisation,
-    resampling without convolutions, several heads) raise :class:`~ddpm.errors.ConfigError`. ``num_groups``
-    is lowered to the largest divisor of every level's channel count (diffusers uses one
-    group count throughout). Labels: ``y=None`` means "no label", embedded as class
-    ``num_classes`` like :class:`~ddpm.nets.embeddings.LabelEmbedding`.
+    resampling without convolutions, several heads) raise :class:`~ddpm.errors.ConfigError`.
+    ``num_groups`` is lowered to the largest divisor of every level's channel count
+    (diffusers uses one group count throughout). Labels: ``y=None`` means "no label",
+    embedded as class ``num_classes`` like :class:`~ddpm.nets.embeddings.LabelEmbedding`.
+    With the same options both networks have the same layers and parameter count.
     """
 
-    def __init__(
-        self, *, in_channels: int, out_channels: int | None = None, base_channels: int = 128,
-        channel_mults: tuple[int, ...] = (1, 2, 2, 2), num_res_blocks: int = 2,
-        attention_resolutions: tuple[int, ...] = (16,), image_size: int = 32, dropout: float = 0.0,
-        attention: str = "full", weight_standardized: bool = False, num_heads: int = 1,
-        num_groups: int = 32, num_classes: int | None = None, resample_with_conv: bool = True,
-        scale_shift_norm: bool = True,
-    ):
+    def __init__(self, **options):
         super().__init__()
         try:
             from diffusers import UNet2DModel
@@ -42,54 +36,42 @@ class DiffusersUNet(nn.Module):
             raise ConfigError(
                 "the diffusers U-Net needs the diffusers package: install with pip install 'ddpm[diffusers]'"
             ) from err
-        if attention != "full" or weight_standardized or not resample_with_conv or num_heads != 1:
+        self.config = c = complete_options(options)
+        unsupported = c["attention"] != "full" or c["weight_standardized"] or not c["resample_with_conv"]
+        if unsupported or c["num_heads"] != 1:
             raise ConfigError(
                 "the diffusers U-Net supports only attention='full', weight_standardized=False, "
                 "resample_with_conv=True and num_heads=1"
             )
-        channel_mults, attention_resolutions = tuple(channel_mults), tuple(attention_resolutions)
-        out_channels = in_channels if out_channels is None else out_channels
-        self.config = dict(
-            in_channels=in_channels, out_channels=out_channels, base_channels=base_channels,
-            channel_mults=channel_mults, num_res_blocks=num_res_blocks,
-            attention_resolutions=attention_resolutions, image_size=image_size, dropout=dropout,
-            attention=attention, weight_standardized=weight_standardized, num_heads=num_heads,
-            num_groups=num_groups, num_classes=num_classes, resample_with_conv=resample_with_conv,
-            scale_shift_norm=scale_shift_norm,
-        )
-        self.multiple = 2 ** (len(channel_mults) - 1)
-        resolutions = [padded_size(image_size, self.multiple) // 2**i for i in range(len(channel_mults))]
-        unknown = set(attention_resolutions) - set(resolutions)
-        if unknown:
-            raise ConfigError(
-                f"attention_resolutions {sorted(unknown)} match no level of a {image_size}x{image_size} "
-                f"input; the levels have sides {resolutions}"
-            )
-        channels = [base_channels * m for m in channel_mults]
+        resolutions = level_resolutions(c["image_size"], len(c["channel_mults"]), c["attention_resolutions"])
+        self.multiple = 2 ** (len(c["channel_mults"]) - 1)
+        channels = [c["base_channels"] * m for m in c["channel_mults"]]
         common = math.gcd(*channels)
-        groups = max(g for g in range(1, min(num_groups, common) + 1) if common % g == 0)
-        attn = [r in attention_resolutions for r in resolutions]
-        self.num_classes = num_classes
+        groups = max(g for g in range(1, min(c["num_groups"], common) + 1) if common % g == 0)
+        attention = [r in c["attention_resolutions"] for r in resolutions]
+        self.num_classes = c["num_classes"]
         self.unet = UNet2DModel(
-            sample_size=padded_size(image_size, self.multiple),
-            in_channels=in_channels,
-            out_channels=out_channels,
+            sample_size=resolutions[0],
+            in_channels=c["in_channels"],
+            out_channels=c["out_channels"],
             block_out_channels=tuple(channels),
-            layers_per_block=num_res_blocks,
-            down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attn),
-            up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn)),
-            dropout=dropout,
+            layers_per_block=c["num_res_blocks"],
+            down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attention),
+            up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention)),
+            dropout=c["dropout"],
             attention_head_dim=None,  # one head of all channels
             norm_num_groups=groups,
             attn_norm_num_groups=groups,
-            resnet_time_scale_shift="scale_shift" if scale_shift_norm else "default",
-            num_class_embeds=num_classes + 1 if num_classes else None,
+            resnet_time_scale_shift="scale_shift" if c["scale_shift_norm"] else "default",
+            num_class_embeds=None if self.num_classes is None else self.num_classes + 1,
         )
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         """Predict eps for ``x`` (B, C, H, W) at float steps ``t`` (B,) with labels ``y`` (B,) or None."""
         x, crop = pad_to_multiple(x, self.multiple)
-        if self.num_classes and y is None:
+        if self.num_classes is None:
+            y = None  # unconditional models ignore labels, as UNet does
+        elif y is None:
             y = t.new_full((x.shape[0],), self.num_classes, dtype=torch.long)
         out = self.unet(x, t, class_labels=y, return_dict=False)[0]
         return out[..., crop[0], crop[1]]

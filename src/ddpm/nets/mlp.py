@@ -7,19 +7,22 @@ from .embeddings import SinusoidalEmbedding
 
 
 class ResidualBlock(nn.Module):
-    """x + Linear(SiLU(Linear(LayerNorm(x) + time projection)))."""
+    """h + Linear(SiLU(Linear(h) + time projection)).
+
+    No normalisation layers: they would bound the output, while the noise an eps network
+    must predict far in the tails grows linearly with x_t; a bounded prediction lets
+    ancestral sampling (which scales x by 1/sqrt(alpha_t) every step) run away there.
+    """
 
     def __init__(self, width: int, time_dim: int):
         super().__init__()
-        self.norm = nn.LayerNorm(width)
         self.time = nn.Linear(time_dim, width)
         self.fc1 = nn.Linear(width, width)
         self.fc2 = nn.Linear(width, width)
         self.act = nn.SiLU()
 
-    def forward(self, x, temb):
-        h = self.norm(x) + self.time(temb)
-        return x + self.fc2(self.act(self.fc1(self.act(h))))
+    def forward(self, h, temb):
+        return h + self.fc2(self.act(self.fc1(h) + self.time(temb)))
 
 
 class MLP(nn.Module):
@@ -39,7 +42,7 @@ class MLP(nn.Module):
         self.label_embed = nn.Embedding(num_classes, time_dim) if num_classes else None
         self.inp = nn.Linear(dim, width)
         self.blocks = nn.ModuleList(ResidualBlock(width, time_dim) for _ in range(depth))
-        self.out = nn.Sequential(nn.LayerNorm(width), nn.SiLU(), nn.Linear(width, dim))
+        self.out = nn.Sequential(nn.SiLU(), nn.Linear(width, dim))
 
     def forward(self, x, t, y=None):
         temb = self.time_embed(t)

@@ -18,14 +18,23 @@ PixelCNN++-style U-Net (Salimans et al. 2017; Ronneberger et al. 2015):
 Residual blocks (Zagoruyko & Komodakis 2016 "wide ResNet") are GroupNorm -> SiLU -> conv
 -> time embedding -> GroupNorm -> SiLU -> dropout -> conv, with a 1x1 ("NIN") skip when
 the channel count changes. The time embedding enters either as in DDPM, added to the
-features before the second GroupNorm, or (``scale_shift_norm=True``, the default here)
-as ``h = norm(h) * (1 + scale) + shift`` (improved-diffusion's ``use_scale_shift_norm``,
-Nichol & Dhariwal 2021; the Annotated Diffusion Model's ``Block``).
+features before the second GroupNorm, or (``scale_shift_norm=True``) as
+``h = norm(h) * (1 + scale) + shift`` (improved-diffusion's ``use_scale_shift_norm``,
+Nichol & Dhariwal 2021; "adaptive group normalization", which improved FID in Dhariwal &
+Nichol 2021, sec. 3; the Annotated Diffusion Model's ``Block``).
+
+The constructor's defaults are the paper's CIFAR-10 model; the presets of
+:data:`UNET_PRESETS` depart from it where they say why.
 
 Inputs of any size: the input is reflect-padded (split evenly between the two sides) up
 to a multiple of ``2 ** (len(channel_mults) - 1)`` and the output cropped back. Reflection
 keeps the padded border statistically like the image (noise at large t, content at small
 t), so the network sees no artificial frame; it needs each side to exceed its padding.
+
+Speed on CPU: the default (NCHW) memory format is the fast one on these machines.
+``model.to(memory_format=torch.channels_last)`` works and gives the same outputs, but
+PyTorch's channels-last GroupNorm kernel is several times slower when groups hold few
+channels. Without gradients (sampling) the blocks overwrite their intermediates in place.
 
 The network knows nothing of diffusion: ``t`` is only a float index to embed.
 """
@@ -39,25 +48,26 @@ from torch import Tensor, nn
 from ddpm.errors import ConfigError
 from ddpm.nets.embeddings import LabelEmbedding, TimeEmbedding
 
+# The small presets use scale-shift norm (better FID, Dhariwal & Nichol 2021) and no dropout
+# (short CPU budgets under-fit; they do not over-fit).
 UNET_PRESETS: dict[str, dict] = {
     # CPU tests: 48k parameters, milliseconds on 8x8 and 28x28.
     "tiny": dict(
         base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
-        image_size=8, num_groups=4, dropout=0.0,
+        image_size=8, dropout=0.0, num_groups=4, scale_shift_norm=True,
     ),
-    # MNIST (28x28: levels 28, 14, 7) on a 2-core CPU: the ~1.1M-parameter shape of DESIGN.md
-    # (1.19M with scale-shift norm); attention at 7x7 only, no dropout (a 30-minute budget under-fits, it does not over-fit).
+    # MNIST (28x28: levels 28, 14, 7) on a 2-core CPU, 1.19M parameters: the ~1.1M shape
+    # measured in DESIGN.md (base 32, mults 1-2-2, one block per level), attention at 7x7 only.
     "small": dict(
         base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_resolutions=(7,),
-        image_size=28, dropout=0.0,
+        image_size=28, dropout=0.0, scale_shift_norm=True,
     ),
-    # scikit-learn digits (8x8): two levels, attention at 4x4.
+    # scikit-learn digits (8x8), 0.76M parameters: two levels, attention at 4x4.
     "digits": dict(
         base_channels=32, channel_mults=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
-        image_size=8, dropout=0.0,
+        image_size=8, dropout=0.0, scale_shift_norm=True,
     ),
-    # The paper's CIFAR-10 model (Ho et al. 2020, appendix B): 35.7M parameters. The time
-    # embedding is added as in the paper (scale-shift norm would add 2.6M parameters).
+    # The paper's CIFAR-10 model (Ho et al. 2020, appendix B): 35.7M parameters.
     "cifar10": dict(
         base_channels=128, channel_mults=(1, 2, 2, 2), num_res_blocks=2, attention_resolutions=(16,),
         image_size=32, dropout=0.1, scale_shift_norm=False,
@@ -99,8 +109,9 @@ class ResidualBlock(nn.Module):
 
     With ``scale_shift_norm`` the embedding gives (scale, shift) and the second norm becomes
     ``norm(h) * (1 + scale) + shift``; otherwise it is added before the norm (DDPM).
-    Weight-standardised convolutions are not zero-initialised: standardisation removes
-    the weights' scale, so zero would only give an undefined direction.
+    Weight-standardised convolutions keep their random initialisation: standardisation
+    divides by the weights' spread, so zero weights would amplify their first gradient by
+    1/sqrt(eps).
     """
 
     def __init__(
@@ -122,15 +133,16 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         """``emb`` is SiLU(time embedding), shape (B, emb_channels)."""
-        h = self.conv1(F.silu(self.norm1(x)))
+        inplace = not torch.is_grad_enabled()  # sampling: reuse buffers, no graph needs them
+        h = self.conv1(F.silu(self.norm1(x), inplace=inplace))
         e = self.emb_proj(emb)[:, :, None, None]
         if self.scale_shift_norm:
             scale, shift = e.chunk(2, dim=1)
             h = torch.addcmul(shift, self.norm2(h), 1 + scale)
         else:
-            h = self.norm2(h + e)
-        h = self.conv2(self.dropout(F.silu(h)))
-        return self.skip(x) + h
+            h = self.norm2(h.add_(e))  # a convolution's output is not saved for its backward
+        h = self.conv2(self.dropout(F.silu(h, inplace=inplace)))
+        return h.add_(self.skip(x))
 
 
 class SelfAttention(nn.Module):
@@ -140,7 +152,9 @@ class SelfAttention(nn.Module):
     GroupNorm(x) (Vaswani et al. 2017, eq. 1), computed by ``F.scaled_dot_product_attention``.
     ``linear=True`` replaces the softmax attention by linear ("efficient") attention
     (Shen et al. 2018; Katharopoulos et al. 2020) as in the Annotated Diffusion Model:
-    ``softmax_d(q) (softmax_N(k)^T v)``, O(N d^2) instead of O(N^2 d).
+    ``softmax_d(q) (softmax_N(k)^T v)``, O(N d^2) instead of O(N^2 d). Unlike that version
+    it has no extra output GroupNorm or q scaling: like the full attention, its output
+    projection starts at zero inside the residual connection.
     """
 
     def __init__(self, channels: int, *, num_heads: int, num_groups: int, linear: bool = False):
@@ -155,16 +169,19 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         B, C, H, W = x.shape
-        # (B, 3C, H, W) -> q, k, v of shape (B, heads, N, d); views only when x is channels-last.
-        qkv = self.qkv(self.norm(x)).flatten(2).view(B, 3, self.num_heads, C // self.num_heads, H * W)
+        channels_last = x.is_contiguous(memory_format=torch.channels_last)
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        # Attention runs position-major: (B, 3C, H, W) channels-last -> q, k, v views (B, heads, N, d).
+        qkv = self.qkv(self.norm(x)).contiguous(memory_format=torch.channels_last)
+        qkv = qkv.flatten(2).view(B, 3, self.num_heads, C // self.num_heads, H * W)
         q, k, v = qkv.transpose(-1, -2).unbind(1)
         if self.linear:
             h = q.softmax(dim=-1) @ (k.softmax(dim=-2).transpose(-1, -2) @ v)
         else:
             h = F.scaled_dot_product_attention(q, k, v)
-        # (B, heads, N, d) -> (B, C, H, W) laid out channels-last (a view when num_heads == 1).
-        h = h.transpose(1, 2).reshape(B, H, W, C).permute(0, 3, 1, 2)
-        return x + self.proj_out(h)
+        # (B, heads, N, d) -> (B, C, H, W) channels-last (a view when num_heads == 1) -> x's layout.
+        h = h.transpose(1, 2).reshape(B, H, W, C).permute(0, 3, 1, 2).contiguous(memory_format=layout)
+        return self.proj_out(h).add_(x)
 
 
 class Downsample(nn.Module):
@@ -222,11 +239,44 @@ def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[slice, slic
     pad_h, pad_w = padded_size(H, multiple) - H, padded_size(W, multiple) - W
     if pad_h == 0 and pad_w == 0:
         return x, (slice(None), slice(None))
-    if pad_h >= H or pad_w >= W:
-        raise ValueError(f"a {H}x{W} input is too small to reflect-pad to a multiple of {multiple}")
     top, left = pad_h // 2, pad_w // 2
+    if pad_h - top >= H or pad_w - left >= W:
+        raise ConfigError(
+            f"a {H}x{W} input is too small to reflect-pad to a multiple of {multiple}: "
+            "use fewer channel_mults (levels) or larger images"
+        )
     x = F.pad(x, (left, pad_w - left, top, pad_h - top), mode="reflect")
     return x, (slice(top, top + H), slice(left, left + W))
+
+
+def level_resolutions(image_size: int, num_levels: int, attention_resolutions: tuple[int, ...]) -> list[int]:
+    """Feature-map side of each level for a (padded) ``image_size`` input; checks the attention ones."""
+    multiple = 2 ** (num_levels - 1)
+    resolutions = [padded_size(image_size, multiple) // 2**i for i in range(num_levels)]
+    unknown = set(attention_resolutions) - set(resolutions)
+    if unknown:
+        raise ConfigError(
+            f"attention_resolutions {sorted(unknown)} match no level of a {image_size}x{image_size} "
+            f"input; the levels have sides {resolutions}"
+        )
+    return resolutions
+
+
+def complete_options(options: dict) -> dict:
+    """:class:`UNet` keyword arguments completed with its defaults; unknown names raise ConfigError."""
+    defaults = UNet.__init__.__kwdefaults__
+    unknown = options.keys() - defaults.keys() - {"in_channels"}
+    if unknown or "in_channels" not in options:
+        raise ConfigError(
+            f"U-Net options need in_channels and accept only {sorted(defaults)}; "
+            f"got unknown {sorted(unknown)}"
+        )
+    options = {**defaults, **options}
+    if options["out_channels"] is None:
+        options["out_channels"] = options["in_channels"]
+    options["channel_mults"] = tuple(options["channel_mults"])
+    options["attention_resolutions"] = tuple(options["attention_resolutions"])
+    return options
 
 
 class UNet(nn.Module):
@@ -234,7 +284,7 @@ class UNet(nn.Module):
 
     Args:
         in_channels: image channels.
-        out_channels: output channels (default ``in_channels``; 2x for a learned variance).
+        out_channels: output channels (default ``in_channels``; twice that for a learned variance).
         base_channels: channels of the first level ("ch"); level i has
             ``base_channels * channel_mults[i]``; the time embedding has ``4 * base_channels``.
         channel_mults: one multiplier per resolution level ("ch_mult").
@@ -251,18 +301,21 @@ class UNet(nn.Module):
         num_heads: attention heads (DDPM: 1).
         num_groups: GroupNorm groups, lowered to the largest divisor of each channel count.
         num_classes: if set, class labels 0..num_classes-1 are embedded and added to the
-            time embedding; ``y=None`` means "no label" (classifier-free guidance).
+            time embedding; ``y=None`` means "no label" (for classifier-free guidance).
+            Unconditional models ignore ``y``.
         resample_with_conv: 3x3 convolutions in down/up-sampling (else avg-pool / nearest only).
         scale_shift_norm: time embedding as GroupNorm scale and shift (else added, as DDPM).
+
+    ``config`` holds all of them: ``UNet(**model.config)`` rebuilds the model.
     """
 
     def __init__(
         self, *, in_channels: int, out_channels: int | None = None, base_channels: int = 128,
         channel_mults: tuple[int, ...] = (1, 2, 2, 2), num_res_blocks: int = 2,
-        attention_resolutions: tuple[int, ...] = (16,), image_size: int = 32, dropout: float = 0.0,
+        attention_resolutions: tuple[int, ...] = (16,), image_size: int = 32, dropout: float = 0.1,
         attention: str = "full", weight_standardized: bool = False, num_heads: int = 1,
         num_groups: int = 32, num_classes: int | None = None, resample_with_conv: bool = True,
-        scale_shift_norm: bool = True,
+        scale_shift_norm: bool = False,
     ):
         super().__init__()
         channel_mults, attention_resolutions = tuple(channel_mults), tuple(attention_resolutions)
@@ -277,20 +330,16 @@ class UNet(nn.Module):
         )
         if attention not in ATTENTION_KINDS:
             raise ConfigError(f"attention={attention!r} is not one of {ATTENTION_KINDS}")
-        if min(in_channels, out_channels, base_channels, num_heads, num_groups, len(channel_mults)) < 1:
-            raise ConfigError(f"U-Net sizes must be positive, got {self.config}")
+        sizes = (in_channels, out_channels, base_channels, num_heads, num_groups, *channel_mults)
+        invalid = not channel_mults or min(sizes) < 1 or num_res_blocks < 0
+        if invalid or (num_classes is not None and num_classes < 1):
+            raise ConfigError(f"U-Net sizes must be positive (num_res_blocks >= 0), got {self.config}")
         self.multiple = 2 ** (len(channel_mults) - 1)
-        resolutions = [padded_size(image_size, self.multiple) // 2**i for i in range(len(channel_mults))]
-        unknown = set(attention_resolutions) - set(resolutions)
-        if unknown:
-            raise ConfigError(
-                f"attention_resolutions {sorted(unknown)} match no level of a {image_size}x{image_size} "
-                f"input; the levels have sides {resolutions}"
-            )
+        resolutions = level_resolutions(image_size, len(channel_mults), attention_resolutions)
 
         emb_channels = 4 * base_channels
         self.time_embedding = TimeEmbedding(base_channels, emb_channels)
-        self.label_embedding = LabelEmbedding(num_classes, emb_channels) if num_classes else None
+        self.label_embedding = None if num_classes is None else LabelEmbedding(num_classes, emb_channels)
 
         def res(cin: int, cout: int) -> ResidualBlock:
             return ResidualBlock(
@@ -301,7 +350,8 @@ class UNet(nn.Module):
         def block(cin: int, cout: int, resolution: int) -> UNetBlock:
             attn = None
             if resolution in attention_resolutions:
-                attn = SelfAttention(cout, num_heads=num_heads, num_groups=num_groups, linear=attention == "linear")
+                linear = attention == "linear"
+                attn = SelfAttention(cout, num_heads=num_heads, num_groups=num_groups, linear=linear)
             return UNetBlock(res(cin, cout), attn)
 
         self.conv_in = nn.Conv2d(in_channels, base_channels, 3, padding=1)
@@ -326,8 +376,9 @@ class UNet(nn.Module):
         for i in reversed(range(len(channel_mults))):
             blocks = []
             for _ in range(num_res_blocks + 1):
-                blocks.append(block(ch + skip_channels.pop(), base_channels * channel_mults[i], resolutions[i]))
-                ch = base_channels * channel_mults[i]
+                cout = base_channels * channel_mults[i]
+                blocks.append(block(ch + skip_channels.pop(), cout, resolutions[i]))
+                ch = cout
             self.up.append(Level(blocks, Upsample(ch, resample_with_conv) if i > 0 else None))
 
         self.norm_out = group_norm(ch, num_groups)
@@ -357,7 +408,7 @@ class UNet(nn.Module):
                 h = blk(torch.cat([h, hs.pop()], dim=1), emb)
             if level.resample is not None:
                 h = level.resample(h)
-        h = self.conv_out(F.silu(self.norm_out(h)))
+        h = self.conv_out(F.silu(self.norm_out(h), inplace=not torch.is_grad_enabled()))
         return h[..., crop[0], crop[1]]
 
     def num_parameters(self) -> int:
@@ -369,11 +420,8 @@ def build_unet(preset_or_kwargs: str | dict, in_channels: int, **overrides) -> U
     """Build a :class:`UNet` from a preset name of :data:`UNET_PRESETS` or a kwargs dict, plus overrides."""
     if isinstance(preset_or_kwargs, str):
         if preset_or_kwargs not in UNET_PRESETS:
-            raise ConfigError(f"unknown U-Net preset {preset_or_kwargs!r}; choose one of {sorted(UNET_PRESETS)}")
+            raise ConfigError(
+                f"unknown U-Net preset {preset_or_kwargs!r}; choose one of {sorted(UNET_PRESETS)}"
+            )
         preset_or_kwargs = UNET_PRESETS[preset_or_kwargs]
-    kwargs = {**preset_or_kwargs, **overrides, "in_channels": in_channels}
-    allowed = UNet.__init__.__kwdefaults__.keys() | {"in_channels"}
-    unknown = kwargs.keys() - allowed
-    if unknown:
-        raise ConfigError(f"unknown U-Net options {sorted(unknown)}; valid ones are {sorted(allowed)}")
-    return UNet(**kwargs)
+    return UNet(**complete_options({**preset_or_kwargs, **overrides, "in_channels": in_channels}))

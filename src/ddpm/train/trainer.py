@@ -73,8 +73,12 @@ class Trainer:
             net = DistributedDataParallel(net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
             self.ema.load_state_dict(self.model.state_dict())  # rank 0's weights, as DDP broadcast them
         self.net = torch.compile(net) if cfg.compile else net
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.ema_params = [e for e, p in zip(self.ema.parameters(), self.model.parameters()) if p.requires_grad]
+        self.buffer_pairs = list(zip(self.ema.buffers(), self.model.buffers()))
         opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-        self.optimizer = opt_cls(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optimizer = opt_cls(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                 fused=self.device.type in ("cpu", "cuda"))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
         rank = self.dist.rank
         torch.manual_seed(stream_seed(seed, rank, 0))  # dropout and other global draws
@@ -87,6 +91,15 @@ class Trainer:
         self.step, self.elapsed = 0, 0.0
         self.history: list[dict] = []
         self._stop_requested = False
+        self.writer = self._tensorboard() if cfg.tensorboard and self.run_dir and self.dist.is_main else None
+
+    def _tensorboard(self):
+        """A TensorBoard writer into ``run_dir/tensorboard`` (scalars and sample grids)."""
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ConfigError("train.tensorboard needs TensorBoard: pip install 'ddpm[tensorboard]'") from None
+        return SummaryWriter(str(self.run_dir / "tensorboard"))
 
     @staticmethod
     def _validate(cfg: TrainConfig) -> None:
@@ -140,9 +153,8 @@ class Trainer:
         d = self.cfg.ema_decay
         if self.cfg.ema_warmup:
             d = min(d, (1 + self.step) / (10 + self.step))
-        ema_params = list(self.ema.parameters())
-        torch._foreach_lerp_(ema_params, [p.detach() for p in self.model.parameters()], 1 - d)
-        for b_ema, b in zip(self.ema.buffers(), self.model.buffers()):
+        torch._foreach_lerp_(self.ema_params, [p.detach() for p in self.params], 1 - d)
+        for b_ema, b in self.buffer_pairs:
             b_ema.copy_(b)
 
     def _autocast(self):
@@ -173,10 +185,7 @@ class Trainer:
                 stats[2:6].index_add_(0, quartile, losses.detach().float())
                 stats[6:10].index_add_(0, quartile, torch.ones_like(losses, dtype=torch.float32))
         self.scaler.unscale_(self.optimizer)
-        if cfg.grad_clip:
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        else:
-            grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in self.model.parameters() if p.grad is not None]))
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip or float("inf"))
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -276,6 +285,11 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             with open(self.run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for key, value in record.items():
+                if key != "step" and value is not None:
+                    self.writer.add_scalar(f"train/{key}", value, self.step)
+            self.writer.flush()
         return record
 
     def _snapshot(self) -> None:
