@@ -33,6 +33,8 @@ def build_model(model_cfg, data_shape, num_classes: int = 0):
         for key in ("channel_mults", "attention_resolutions"):
             if key in overrides:
                 overrides[key] = tuple(overrides[key])
+        if "attention_resolutions" in overrides:  # given for this data's own size
+            overrides["image_size"] = max(data_shape[1:])
         if classes:
             overrides["num_classes"] = classes
         if model_cfg.kind == "unet":
