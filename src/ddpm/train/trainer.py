@@ -348,6 +348,11 @@ class Trainer:
         self.ema.load_state_dict(ckpt.load_weights(path / ckpt.WEIGHTS, "ema"))
         tensors, meta = ckpt.load_state(path)
         self.optimizer.load_state_dict(ckpt.unflatten_optimizer(tensors, meta["optimizer"]))
+        for p in self.params:  # give moments the parameter's memory format (channels-last is saved contiguous)
+            state = self.optimizer.state[p]
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == p.shape:
+                    state[key] = torch.empty_like(p).copy_(value)
         self.scaler.load_state_dict(meta["scaler"])
         self.step, self.elapsed = int(meta["step"]), float(meta["elapsed"])
         r = self.dist.rank
