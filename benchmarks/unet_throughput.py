@@ -7,19 +7,19 @@ For the ``small`` (1x28x28, MNIST) and ``digits`` (1x8x8) presets, measures on t
 
 for our :class:`ddpm.nets.unet.UNet` and :class:`ddpm.nets.diffusers_unet.DiffusersUNet` built
 from the same preset (same layers, hence the same parameter count, which is recorded),
-in the default and the channels-last memory formats. Warm-up iterations are excluded;
-``--repeats`` rounds alternate the two networks, each round timing whole iterations by
-wall clock for at least ``--seconds``. The headline figure is the best round (the least
-disturbed by other processes, as ``timeit`` advises); the median and every round are kept,
-and the load average before and after shows whether the machine was shared. Threads are
-torch's default. Writes JSON (``--out``) and prints it.
+in the default and the channels-last memory formats. Warm-up iterations are excluded.
+The two networks then alternate one timed iteration each (wall clock) for at least
+``--seconds`` per mode, so both see the same machine. The headline figure is
+batch / the fastest iteration: on a machine shared with other processes it is the least
+disturbed estimate (as ``timeit`` advises); the median iteration and the mean over the
+whole window are kept too, with the load average before and after. Threads are torch's
+default. Writes JSON (``--out``) and prints it.
 
     python benchmarks/unet_throughput.py --out benchmarks/results/unet_throughput.json
 """
 
 import argparse
 import datetime
-import functools
 import json
 import os
 import platform
@@ -34,17 +34,6 @@ from ddpm.nets.diffusers_unet import DiffusersUNet
 from ddpm.nets.unet import UNET_PRESETS, build_unet
 
 CASES = {"small": (1, 28, 28), "digits": (1, 8, 8)}
-
-
-def images_per_second(step, batch: int, warmup: int, seconds: float) -> float:
-    """Run ``step`` ``warmup`` times untimed, then for at least ``seconds``; images per second."""
-    for _ in range(warmup):
-        step()
-    iters, start = 0, time.perf_counter()
-    while iters < 3 or time.perf_counter() - start < seconds:
-        step()
-        iters += 1
-    return iters * batch / (time.perf_counter() - start)
 
 
 def train_step(model, x, t, noise):
@@ -77,18 +66,27 @@ def diffusers_version() -> str | None:
     return diffusers.__version__
 
 
-def measure(networks: dict, x, t, noise, memory_format, timed, repeats: int) -> dict:
-    """Images/s of every network, training and sampling, for ``repeats`` alternating rounds."""
-    x = x.contiguous(memory_format=memory_format)
-    runs = {name: {"train": [], "sample": []} for name in networks}
-    for _ in range(repeats):
-        for name, net in networks.items():
-            net.to(memory_format=memory_format)
-            steps = {"train": train_step(net, x, t, noise), "sample": sample_step(net, x, t)}
-            for mode, step in steps.items():
-                net.train(mode == "train")
-                runs[name][mode].append(timed(step))
-    return runs
+def measure(steps: dict, batch: int, warmup: int, seconds: float) -> dict:
+    """Alternate one timed call of each step until ``seconds`` have passed; images/s figures."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times = {name: [] for name in steps}
+    start = time.perf_counter()
+    while min(len(v) for v in times.values()) < 5 or time.perf_counter() - start < seconds:
+        for name, step in steps.items():
+            tic = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - tic)
+    return {
+        name: {
+            "img_per_s": round(batch / min(v), 1),
+            "img_per_s_median": round(batch / statistics.median(v), 1),
+            "img_per_s_mean": round(batch * len(v) / sum(v), 1),
+            "iterations": len(v),
+        }
+        for name, v in times.items()
+    }
 
 
 def main() -> None:
@@ -96,10 +94,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/unet_throughput.json"))
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=2.0, help="minimum timed seconds per round")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=20.0, help="timed seconds per mode and case")
     args = parser.parse_args()
-    timed = functools.partial(images_per_second, batch=args.batch, warmup=args.warmup, seconds=args.seconds)
 
     version = diffusers_version()
     report = {
@@ -116,8 +112,7 @@ def main() -> None:
         },
         "settings": {
             "batch": args.batch, "dtype": "float32", "warmup_iters": args.warmup,
-            "min_seconds_per_round": args.seconds, "repeats": args.repeats,
-            "statistic": "best round (median also given)",
+            "seconds_per_mode": args.seconds, "statistic": "batch / fastest iteration",
         },
         "results": [],
         "ddpm_over_diffusers": [] if version else "diffusers not installed",
@@ -132,26 +127,34 @@ def main() -> None:
             networks = {"ddpm": build_unet(preset, shape[0])}
             if version:
                 networks["diffusers"] = DiffusersUNet(in_channels=shape[0], **UNET_PRESETS[preset])
-            runs = measure(networks, x, t, noise, memory_format, timed, args.repeats)
+            xm = x.contiguous(memory_format=memory_format)
             channels_last = memory_format == torch.channels_last
-            entries = {}
-            for name, net in networks.items():
-                entries[name] = {
+            entries = {
+                name: {
                     "preset": preset, "network": name, "parameters": net.num_parameters(),
                     "input": list(shape), "channels_last": channels_last,
                 }
-                for mode, rounds in runs[name].items():
-                    entries[name][f"{mode}_img_per_s"] = round(max(rounds), 1)
-                    entries[name][f"{mode}_img_per_s_median"] = round(statistics.median(rounds), 1)
-                    entries[name][f"{mode}_rounds"] = [round(v, 1) for v in rounds]
+                for name, net in networks.items()
+            }
+            for mode in ("train", "sample"):
+                steps = {}
+                for name, net in networks.items():
+                    net.to(memory_format=memory_format).train(mode == "train")
+                    if mode == "train":
+                        steps[name] = train_step(net, xm, t, noise)
+                    else:
+                        steps[name] = sample_step(net, xm, t)
+                for name, figures in measure(steps, args.batch, args.warmup, args.seconds).items():
+                    entries[name].update({f"{mode}_{key}": value for key, value in figures.items()})
             report["results"].extend(entries.values())
             if version:
                 ours, theirs = entries["ddpm"], entries["diffusers"]
-                report["ddpm_over_diffusers"].append({
-                    "preset": preset, "channels_last": channels_last,
-                    **{mode: round(ours[f"{mode}_img_per_s"] / theirs[f"{mode}_img_per_s"], 3)
-                       for mode in ("train", "sample")},
-                })
+                ratios = {"preset": preset, "channels_last": channels_last}
+                for mode in ("train", "sample"):
+                    for figure in ("img_per_s", "img_per_s_median"):
+                        name = mode + figure.removeprefix("img_per_s")
+                        ratios[name] = round(ours[f"{mode}_{figure}"] / theirs[f"{mode}_{figure}"], 3)
+                report["ddpm_over_diffusers"].append(ratios)
     report["machine"]["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -147,6 +147,17 @@ def test_each_example_is_independent_of_the_batch(variant):
     torch.testing.assert_close(batched, single, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_in_place_sampling_path_matches_the_gradient_path(variant):
+    model = perturbed(build_unet("tiny", 1, **VARIANTS[variant])).eval()
+    x, t = inputs(3, (1, 8, 8))
+    x_before = x.clone()
+    with torch.no_grad():
+        sampled = model(x, t)
+    torch.testing.assert_close(sampled, model(x, t).detach(), rtol=0, atol=0)
+    torch.testing.assert_close(x, x_before, rtol=0, atol=0)  # the input is never overwritten
+
+
 @pytest.mark.parametrize("attention", ["full", "linear"])
 def test_channels_last_gives_the_same_output(attention):
     model = perturbed(build_unet("tiny", 3, attention=attention, num_heads=2)).eval()

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ddpm.errors import ConfigError
-from ddpm.nets.unet import complete_options, level_resolutions, pad_to_multiple
+from ddpm.nets.unet import complete_options, largest_divisor, level_resolutions, pad_to_multiple
 
 
 class DiffusersUNet(nn.Module):
@@ -46,8 +46,7 @@ class DiffusersUNet(nn.Module):
         resolutions = level_resolutions(c["image_size"], len(c["channel_mults"]), c["attention_resolutions"])
         self.multiple = 2 ** (len(c["channel_mults"]) - 1)
         channels = [c["base_channels"] * m for m in c["channel_mults"]]
-        common = math.gcd(*channels)
-        groups = max(g for g in range(1, min(c["num_groups"], common) + 1) if common % g == 0)
+        groups = largest_divisor(math.gcd(*channels), c["num_groups"])
         attention = [r in c["attention_resolutions"] for r in resolutions]
         self.num_classes = c["num_classes"]
         self.unet = UNet2DModel(

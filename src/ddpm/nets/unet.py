@@ -31,10 +31,11 @@ to a multiple of ``2 ** (len(channel_mults) - 1)`` and the output cropped back. 
 keeps the padded border statistically like the image (noise at large t, content at small
 t), so the network sees no artificial frame; it needs each side to exceed its padding.
 
-Speed on CPU: the default (NCHW) memory format is the fast one on these machines.
-``model.to(memory_format=torch.channels_last)`` works and gives the same outputs, but
-PyTorch's channels-last GroupNorm kernel is several times slower when groups hold few
-channels. Without gradients (sampling) the blocks overwrite their intermediates in place.
+Speed on CPU: ``model.to(memory_format=torch.channels_last)`` works and gives the same
+outputs, but PyTorch's channels-last GroupNorm kernel is slow when groups hold few
+channels, so on 2-core CPUs it gains little at 28x28 and loses at 8x8
+(``benchmarks/unet_throughput.py``). Without gradients (sampling) the blocks overwrite
+their intermediates in place instead of allocating new ones.
 
 The network knows nothing of diffusion: ``t`` is only a float index to embed.
 """
@@ -77,10 +78,14 @@ UNET_PRESETS: dict[str, dict] = {
 ATTENTION_KINDS = ("full", "linear")
 
 
+def largest_divisor(n: int, at_most: int) -> int:
+    """The largest divisor of ``n`` that is at most ``at_most``."""
+    return max(d for d in range(1, min(n, at_most) + 1) if n % d == 0)
+
+
 def group_norm(channels: int, num_groups: int) -> nn.GroupNorm:
     """GroupNorm (Wu & He 2018) with the largest group count <= ``num_groups`` dividing ``channels``."""
-    groups = max(g for g in range(1, min(num_groups, channels) + 1) if channels % g == 0)
-    return nn.GroupNorm(groups, channels)
+    return nn.GroupNorm(largest_divisor(channels, num_groups), channels)
 
 
 def zero_init(module: nn.Module) -> nn.Module:
