@@ -10,7 +10,7 @@ from .mlp import MLP
 __all__ = ["MLP", "build_model"]
 
 _UNET_FIELDS = ("base_channels", "channel_mults", "num_res_blocks", "attention_resolutions", "dropout",
-                "attention", "weight_standardized")
+                "attention", "weight_standardized", "scale_shift_norm", "num_heads", "num_groups")
 
 
 def build_model(model_cfg, data_shape, num_classes: int = 0):
