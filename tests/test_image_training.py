@@ -106,3 +106,17 @@ def test_image_sampling_outputs(image_run, tmp_path):
 
     assert np.array_equal(np.asarray(Image.open(pngs[2])), arr[2, ..., 0])
     assert (tmp_path / "grid.png").is_file() and (tmp_path / "r.gif").is_file()
+
+
+def test_tensorboard_logs_scalars_and_sample_grids(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    assert main(["train", "--data", "digits", "--out", str(out), "--steps", "4", "--quiet",
+                 "--set", "model.unet=tiny", "--set", "diffusion.T=20", "--set", "train.sample_every=2",
+                 "--set", "train.log_every=2", "--set", "train.tensorboard=true", "--set", "sample.n=2"]) == 0
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [2, 4]
+    assert "samples" in events.Tags()["images"]

@@ -80,7 +80,9 @@ def cmd_sample(args) -> int:
     from . import viz
     from .runs import load_run, save_samples
 
-    run = load_run(args.run, device=args.device)
+    from .train.distributed import resolve_device
+
+    run = load_run(args.run, device=resolve_device(args.device))
     labels = None
     if args.label is not None:
         if not run.num_classes or not run.cfg.model.class_conditional:
@@ -191,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", type=Path, help="also write a picture (image grid or scatter over data)")
     p.add_argument("--png-dir", type=Path, help="also write one PNG per image into this folder")
     p.add_argument("--gif", type=Path, help="also write a GIF of the reverse process")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sample)
 

@@ -120,6 +120,10 @@ def train(cfg: Config, run_dir, resume: bool = False, progress: bool = True) -> 
                       class_conditional=cfg.model.class_conditional, weights_metadata=meta,
                       on_snapshot=lambda tr, step: _snapshot(cfg, tr, data, step))
     if trainer.dist.is_main:
+        if progress:
+            n_params = sum(p.numel() for p in model.parameters())
+            print(f"{type(model).__name__} with {n_params:,} parameters on {trainer.device}, "
+                  f"{len(data):,} examples of shape {tuple(data.shape)}, T={cfg.diffusion.T} -> {run_dir}", flush=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.toml")
         (run_dir / "run.json").write_text(json.dumps(meta))

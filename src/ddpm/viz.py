@@ -74,7 +74,7 @@ def _strip(states, titles, path, reference=None, title=None) -> Path:
             ax.set_ylim(lims[1])
             ax.set_aspect("equal")
         else:
-            ax.imshow(image_grid(s), cmap="gray" if s.shape[1] == 1 else None)
+            ax.imshow(image_grid(s), cmap="gray" if s.shape[1] == 1 else None, vmin=0, vmax=255)
         ax.set_title(label, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
