@@ -17,6 +17,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from .data.base import to_uint8  # noqa: E402
+from .diffusion import spaced_timesteps  # noqa: E402
 
 
 def _save(fig, path) -> Path:
@@ -83,11 +84,32 @@ def _strip(states, titles, path, reference=None, title=None) -> Path:
     return _save(fig, path)
 
 
+def _noise_level(process, t: np.ndarray) -> np.ndarray:
+    """sqrt(1 - alpha-bar_t), the standard deviation of the noise in x_t (eq. 4), for paper steps
+    t in 0..T (t=0: the data, no noise)."""
+    ab = np.append(1.0, process.alphas_cumprod)
+    return np.sqrt(1.0 - ab[np.asarray(t)])
+
+
+def _panels(noise: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the states whose noise level is nearest to ``k`` levels evenly spaced from the
+    first state's to the last's, so that the panels show the structure dissolve (or appear) step
+    by step whatever the schedule; evenly spaced t would show almost only noise."""
+    levels = np.linspace(noise[0], noise[-1], k)
+    return np.unique(np.abs(noise[None, :] - levels[:, None]).argmin(axis=1))
+
+
+def trajectory_timesteps(process, steps: int | None = None) -> np.ndarray:
+    """The paper step t of each state of a sampling trajectory of ``steps`` steps (all T when
+    None): x_T first, x_0 (t=0) last, as ``sample(..., return_trajectory=True)`` returns them."""
+    ts = spaced_timesteps(process.num_timesteps, steps or process.num_timesteps)
+    return np.append(ts[::-1] + 1, 0)
+
+
 @torch.no_grad()
 def forward_strip(process, x0: torch.Tensor, path, panels: int = 6, seed: int = 0) -> Path:
-    """x_t ~ q(x_t | x_0) at evenly spaced t from 0 (data) to T: the forward process."""
-    T = process.num_timesteps
-    steps = np.unique(np.round(np.linspace(0, T, panels)).astype(int))
+    """x_t ~ q(x_t | x_0) from t=0 (data) to T (noise), at steps evenly spaced in noise level."""
+    steps = _panels(_noise_level(process, np.arange(process.num_timesteps + 1)), panels)  # index = t
     gen = torch.Generator().manual_seed(seed)
     x0 = x0.double()
     noise = torch.randn(x0.shape, generator=gen, dtype=torch.float64)
@@ -102,12 +124,20 @@ def forward_strip(process, x0: torch.Tensor, path, panels: int = 6, seed: int = 
     return _strip(states, titles, path, title="forward process q(x_t | x_0)")
 
 
-def reverse_strip(trajectory: torch.Tensor, path, panels: int = 6, reference=None, total_steps: int | None = None) -> Path:
-    """States of a sampling trajectory (S+1, N, ...) from x_T (noise) to x_0: the reverse process."""
-    S = trajectory.shape[0] - 1
-    total = total_steps or S
-    idx = np.unique(np.round(np.linspace(0, S, panels)).astype(int))
-    titles = [f"t = {round(total * (S - i) / S)}" for i in idx]
+def _trajectory_frames(trajectory: torch.Tensor, process, steps, k: int):
+    t = trajectory_timesteps(process, steps)
+    if len(t) != trajectory.shape[0]:
+        raise ValueError(f"the trajectory has {trajectory.shape[0]} states; {steps or process.num_timesteps} "
+                         f"sampling steps give {len(t)}: pass the steps it was sampled with")
+    idx = _panels(_noise_level(process, t), k)
+    return idx, [f"t = {t[i]}" for i in idx]
+
+
+def reverse_strip(trajectory: torch.Tensor, path, process, steps: int | None = None, panels: int = 6,
+                  reference=None) -> Path:
+    """States of a sampling trajectory (S+1, N, ...) from x_T (noise) to x_0: the reverse process,
+    at steps evenly spaced in noise level. ``steps``: the sampler's step count (None: all T)."""
+    idx, titles = _trajectory_frames(trajectory, process, steps, panels)
     ref = None if reference is None else np.asarray(reference)
     return _strip([trajectory[i] for i in idx], titles, path, reference=ref, title="reverse process p(x_{t-1} | x_t)")
 
@@ -160,19 +190,18 @@ def _frame_vectors(x, lims, label):
     return Image.fromarray(frame)
 
 
-def reverse_gif(trajectory: torch.Tensor, path, frames: int = 40, duration_ms: int = 80, total_steps: int | None = None) -> Path:
-    """Animated GIF of the reverse process, from noise to samples (last frame held)."""
-    S = trajectory.shape[0] - 1
-    total = total_steps or S
-    idx = np.unique(np.round(np.linspace(0, S, min(frames, S + 1))).astype(int))
+def reverse_gif(trajectory: torch.Tensor, path, process, steps: int | None = None, frames: int = 40,
+                duration_ms: int = 80) -> Path:
+    """Animated GIF of the reverse process from noise to samples, frames evenly spaced in noise
+    level, the last one held. ``steps``: the sampler's step count (None: all T)."""
+    idx, titles = _trajectory_frames(trajectory, process, steps, frames)
     if trajectory.ndim == 3:
         lims = _limits(trajectory[-1].numpy(), margin=0.3)
-        images = [_frame_vectors(trajectory[i].numpy(), lims, f"t = {round(total * (S - i) / S)}") for i in idx]
+        images = [_frame_vectors(trajectory[i].numpy(), lims, label) for i, label in zip(idx, titles)]
     else:
         images = []
         for i in idx:
-            grid = image_grid(trajectory[i])
-            img = Image.fromarray(grid)
+            img = Image.fromarray(image_grid(trajectory[i]))
             scale = max(1, 256 // img.width)
             images.append(img.resize((img.width * scale, img.height * scale), Image.NEAREST))
     durations = [duration_ms] * (len(images) - 1) + [1500]
