@@ -1,5 +1,6 @@
-"""Run under torchrun by tests/test_distributed.py: trains the same model twice on every rank
-(uninterrupted, and interrupted + resumed) and saves each rank's weights for comparison."""
+"""Run under torchrun by tests/test_distributed.py: trains the same model on every rank
+uninterrupted, interrupted + resumed, and under a time budget, and saves each rank's weights for
+comparison."""
 
 import sys
 from pathlib import Path
@@ -16,9 +17,10 @@ from ddpm.schedules import make_betas
 from ddpm.train.trainer import Trainer
 
 
-def trainer(run_dir):
+def trainer(run_dir, **budget):
     torch.manual_seed(0)
-    cfg = TrainConfig(steps=20, batch_size=16, lr=1e-3, warmup=3, log_every=5, progress=False, checkpoint_every=0)
+    cfg = TrainConfig(**{"steps": 20, **budget}, batch_size=16, lr=1e-3, warmup=3, log_every=5, progress=False,
+                      checkpoint_every=0)
     data = load_dataset(DataConfig(name="moons", n=301), seed=0)
     return Trainer(GaussianDiffusion(make_betas("linear", 50)), MLP(2, width=32, depth=2), data, cfg,
                    run_dir=run_dir, seed=0)
@@ -31,8 +33,12 @@ def main(out: Path):
     dist.barrier()
     resumed = trainer(out / "resumed").resume()
     resumed.run()
+    # a time budget: the ranks must agree on when to stop and on the time-annealed learning rate
+    timed = trainer(out / "timed", steps=10**6, minutes=0.03).run()
     save_file({**{f"full.{k}": v for k, v in full.model.state_dict().items()},
                **{f"resumed.{k}": v for k, v in resumed.model.state_dict().items()},
+               **{f"timed.{k}": v for k, v in timed.model.state_dict().items()},
+               "timed_step": torch.tensor(timed.step), "timed_lr": torch.tensor(timed.optimizer.param_groups[0]["lr"]),
                "shard": full.shard.clone(), "world": torch.tensor(full.dist.world_size)},
               str(out / f"rank{rank}.safetensors"))
     dist.destroy_process_group()

@@ -81,11 +81,19 @@ def test_learning_rate_schedule():
     assert tr.lr_at(55) == pytest.approx(0.55)
     lin = make(steps=100, warmup=0, lr=1.0, decay="linear")
     assert lin.lr_at(50) == pytest.approx(0.5)
+    # with a time budget the decay follows whichever budget is nearer its end
+    timed = make(steps=100, warmup=0, lr=1.0, decay="linear", minutes=2.0)
+    assert timed.lr_at(10, elapsed=60.0) == pytest.approx(0.5)
+    assert timed.lr_at(80, elapsed=60.0) == pytest.approx(0.2)
+    assert timed.lr_at(10, elapsed=500.0) == pytest.approx(0.0)
+    assert lin.lr_at(10, elapsed=1e6) == pytest.approx(0.9)  # no time budget: the clock is ignored
 
 
 def test_wall_clock_budget_stops_and_checkpoints(tmp_path):
-    tr = make(run_dir=tmp_path, steps=10**7, minutes=0.01).run()
+    tr = make(run_dir=tmp_path, steps=10**7, minutes=0.01, lr=1.0, min_lr=0.0, decay="cosine").run()
     assert 0 < tr.step < 10**7 and tr.elapsed >= 0.6
+    # the learning rate was annealed over the time budget, not over the 10**7 steps never reached
+    assert tr.optimizer.param_groups[0]["lr"] < 0.01
     assert latest_checkpoint(tmp_path).name == f"step_{tr.step:08d}"
     assert (tmp_path / "model.safetensors").is_file()
 

@@ -80,7 +80,7 @@ def _strip(states, titles, path, reference=None, title=None) -> Path:
         ax.set_xticks([])
         ax.set_yticks([])
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=10, y=1.04)
     return _save(fig, path)
 
 

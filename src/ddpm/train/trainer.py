@@ -14,6 +14,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -89,6 +90,7 @@ class Trainer:
             raise ConfigError(f"{len(data)} examples cannot be shared among {self.dist.world_size} processes")
         self.order, self.pos = torch.empty(0, dtype=torch.long), 0
         self.step, self.elapsed = 0, 0.0
+        self.clock = 0.0  # seconds of training all ranks agree on: drives the time budget
         self.history: list[dict] = []
         self._stop_requested = False
         self.writer = self._tensorboard() if cfg.tensorboard and self.run_dir and self.dist.is_main else None
@@ -120,14 +122,20 @@ class Trainer:
                 raise ConfigError(message)
 
     # ------------------------------------------------------------------ pieces
-    def lr_at(self, step: int) -> float:
-        """Linear warm-up to ``lr``, then constant, cosine or linear decay to ``min_lr``."""
+    def lr_at(self, step: int, elapsed: float = 0.0) -> float:
+        """Linear warm-up to ``lr``, then constant, cosine or linear decay to ``min_lr``. The decay
+        runs over whichever budget is nearer its end: ``steps``, or, with ``minutes`` set, the wall
+        clock (``elapsed`` seconds of training), so that a run stopped by its time budget still ends
+        with its learning rate annealed."""
         cfg = self.cfg
         if step < cfg.warmup:
             return cfg.lr * (step + 1) / cfg.warmup
         if cfg.decay == "constant":
             return cfg.lr
-        progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+        progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        if cfg.minutes is not None:
+            progress = max(progress, elapsed / (60.0 * cfg.minutes))
+        progress = min(1.0, progress)
         shape = 0.5 * (1 + math.cos(math.pi * progress)) if cfg.decay == "cosine" else 1 - progress
         return cfg.min_lr + (cfg.lr - cfg.min_lr) * shape
 
@@ -165,7 +173,7 @@ class Trainer:
     def train_step(self, stats: torch.Tensor) -> float:
         """One optimizer step over ``grad_accum`` micro-batches; adds loss sums to ``stats``."""
         cfg = self.cfg
-        lr = self.lr_at(self.step)
+        lr = self.lr_at(self.step, self.clock)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         T = self.process.num_timesteps
@@ -202,10 +210,13 @@ class Trainer:
         cfg = self.cfg
         stop_at = cfg.steps if max_steps is None else min(cfg.steps, self.step + max_steps)
         main = self.dist.is_main
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not (cfg.progress and main), unit="step", dynamic_ncols=True)
+        # redirected to a file, the bar writes every 30 s instead of ten times a second
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not (cfg.progress and main), unit="step",
+                   dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 30)
         stats = torch.zeros(12, device=self.device)
         window_start, window_step = time.perf_counter(), self.step
         run_start, elapsed_before = time.perf_counter(), self.elapsed
+        self.clock = self.elapsed
         self.model.train()
         previous = self._install_signal_handlers()
         try:
@@ -229,7 +240,7 @@ class Trainer:
             bar.close()
             self._restore_signal_handlers(previous)
         if stats[1] > 0:
-            self._log_record(stats, self.lr_at(max(self.step - 1, 0)), float("nan"))
+            self._log_record(stats, self.lr_at(max(self.step - 1, 0), self.clock), float("nan"))
         self.save_checkpoint()
         if self.step >= cfg.steps or self._time_up():
             self.save_weights()
@@ -237,17 +248,20 @@ class Trainer:
         return self
 
     def _should_stop(self) -> bool:
-        """Stop on a signal or the time budget; under DDP all ranks agree, every 10 steps."""
-        local = self._stop_requested or self._time_up()
+        """Stop on a signal or the time budget. Under DDP all ranks agree every 10 steps, on that
+        and on the clock (the slowest rank's), so that a time-annealed learning rate is the same
+        on every rank."""
         if not self.dist.enabled:
-            return local
+            self.clock = self.elapsed
+            return self._stop_requested or self._time_up()
         if self.step % 10:
             return False
-        flag = torch.tensor([float(local)], device=self.device)
-        return bool(all_reduce_max(flag, self.dist).item())
+        flags = torch.tensor([float(self._stop_requested), self.elapsed], dtype=torch.float64, device=self.device)
+        stop, self.clock = all_reduce_max(flags, self.dist).tolist()
+        return bool(stop) or self._time_up()
 
     def _time_up(self) -> bool:
-        return self.cfg.minutes is not None and self.elapsed >= 60.0 * self.cfg.minutes
+        return self.cfg.minutes is not None and self.clock >= 60.0 * self.cfg.minutes
 
     @property
     def interrupted(self) -> bool:
