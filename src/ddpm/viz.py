@@ -94,7 +94,7 @@ def _noise_level(process, t: np.ndarray) -> np.ndarray:
 def _panels(noise: np.ndarray, k: int) -> np.ndarray:
     """Indices of the states whose noise level is nearest to ``k`` levels evenly spaced from the
     first state's to the last's, so that the panels show the structure dissolve (or appear) step
-    by step whatever the schedule; evenly spaced t would show almost only noise."""
+    by step whatever the schedule; evenly spaced t would show mostly noise."""
     levels = np.linspace(noise[0], noise[-1], k)
     return np.unique(np.abs(noise[None, :] - levels[:, None]).argmin(axis=1))
 
