@@ -31,7 +31,7 @@ def test_trajectory_matches_sampler_states(process):
 
 
 @pytest.mark.parametrize("schedule", ["linear", "cosine"])
-def test_panels_spread_evenly_in_noise_level_level(schedule):
+def test_panels_spread_evenly_in_noise_level(schedule):
     process = GaussianDiffusion(make_betas(schedule, T=200))
     t = np.arange(201)
     noise = _noise_level(process, t)
