@@ -23,6 +23,13 @@ def test_trajectory_timesteps_run_from_T_to_0(process, steps):
     assert np.all(np.diff(t) < 0)
 
 
+@pytest.mark.parametrize("T", [7, 100, 1000])
+def test_step_count_fixes_the_visited_steps(T):
+    # the pictures read S from a trajectory's S + 1 states: every S must visit S distinct steps
+    process = GaussianDiffusion(make_betas("linear", T=T))
+    assert all(len(trajectory_timesteps(process, S)) == S + 1 for S in range(1, T + 1))
+
+
 def test_trajectory_matches_sampler_states(process):
     mlp = torch.nn.Linear(2, 2)
     model = lambda x, t: mlp(x)  # noqa: E731
@@ -49,18 +56,13 @@ def test_strips_and_gif_are_written(process, tmp_path):
     x0 = torch.randn(300, 2) * 0.3
     viz.forward_strip(process, x0, tmp_path / "f.png")
     traj = torch.randn(11, 50, 2)
-    viz.reverse_strip(traj, tmp_path / "r.png", process, steps=10, reference=x0)
-    viz.reverse_gif(traj, tmp_path / "r.gif", process, steps=10, frames=5)
+    viz.reverse_strip(traj, tmp_path / "r.png", process, reference=x0)
+    viz.reverse_gif(traj, tmp_path / "r.gif", process, frames=5)
     for name in ("f.png", "r.png"):
         assert Image.open(tmp_path / name).format == "PNG"
     gif = Image.open(tmp_path / "r.gif")
     expected = len(_panels(_noise_level(process, trajectory_timesteps(process, 10)), 5))
     assert gif.format == "GIF" and gif.n_frames == expected and expected >= 4
     images = torch.rand(11, 4, 1, 8, 8) * 2 - 1
-    viz.reverse_gif(images, tmp_path / "i.gif", process, steps=10, frames=3)
+    viz.reverse_gif(images, tmp_path / "i.gif", process, frames=3)
     assert Image.open(tmp_path / "i.gif").n_frames == 3
-
-
-def test_mismatched_steps_are_refused(process, tmp_path):
-    with pytest.raises(ValueError, match="pass the steps it was sampled with"):
-        viz.reverse_strip(torch.randn(11, 5, 2), tmp_path / "r.png", process)

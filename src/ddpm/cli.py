@@ -117,8 +117,7 @@ def cmd_sample(args) -> int:
             Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(args.png_dir / f"{args.seed + i:06d}.png")
         print(f"{len(pixels)} PNG files -> {args.png_dir}")
     if traj is not None:
-        steps = run.cfg.sample.steps if args.steps is None else args.steps
-        viz.reverse_gif(traj[:, :64], args.gif, run.process, steps)
+        viz.reverse_gif(traj[:, :64], args.gif, run.process)
         print(f"reverse process -> {args.gif}")
     return 0
 

@@ -183,16 +183,16 @@ def finish(cfg: Config, trainer: Trainer, data: Dataset, run_dir: Path) -> dict 
         labels = _snapshot_labels(trainer, data)
         x, traj = run.sample(n, seed=0, labels=labels, return_trajectory=True)
         viz.save_image_grid(x, pictures / "samples.png")
-        viz.reverse_strip(traj[:, :8], pictures / "reverse.png", run.process, cfg.sample.steps)
-        viz.reverse_gif(traj[:, :16], pictures / "reverse.gif", run.process, cfg.sample.steps)
+        viz.reverse_strip(traj[:, :8], pictures / "reverse.png", run.process)
+        viz.reverse_gif(traj[:, :16], pictures / "reverse.gif", run.process)
         save_samples(x, run_dir / "samples.npz", True)
         return None
     x, traj = run.sample(cfg.sample.n, seed=0, return_trajectory=True)
     save_samples(x, run_dir / "samples.npz", False)
     ref = data.x[:2000].numpy()
     viz.samples_over_data(x, ref, pictures / "samples.png")
-    viz.reverse_strip(traj, pictures / "reverse.png", run.process, cfg.sample.steps, reference=ref)
-    viz.reverse_gif(traj, pictures / "reverse.gif", run.process, cfg.sample.steps)
+    viz.reverse_strip(traj, pictures / "reverse.png", run.process, reference=ref)
+    viz.reverse_gif(traj, pictures / "reverse.gif", run.process)
     return evaluate(run_dir, x.numpy())
 
 

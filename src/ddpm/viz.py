@@ -124,20 +124,17 @@ def forward_strip(process, x0: torch.Tensor, path, panels: int = 6, seed: int = 
     return _strip(states, titles, path, title="forward process q(x_t | x_0)")
 
 
-def _trajectory_frames(trajectory: torch.Tensor, process, steps, k: int):
-    t = trajectory_timesteps(process, steps)
-    if len(t) != trajectory.shape[0]:
-        raise ValueError(f"the trajectory has {trajectory.shape[0]} states; {steps or process.num_timesteps} "
-                         f"sampling steps give {len(t)}: pass the steps it was sampled with")
+def _trajectory_frames(trajectory: torch.Tensor, process, k: int):
+    # a trajectory of S sampling steps holds S + 1 states, and S fixes the steps it visited
+    t = trajectory_timesteps(process, trajectory.shape[0] - 1)
     idx = _panels(_noise_level(process, t), k)
     return idx, [f"t = {t[i]}" for i in idx]
 
 
-def reverse_strip(trajectory: torch.Tensor, path, process, steps: int | None = None, panels: int = 6,
-                  reference=None) -> Path:
+def reverse_strip(trajectory: torch.Tensor, path, process, panels: int = 6, reference=None) -> Path:
     """States of a sampling trajectory (S+1, N, ...) from x_T (noise) to x_0: the reverse process,
-    at steps evenly spaced in noise level. ``steps``: the sampler's step count (None: all T)."""
-    idx, titles = _trajectory_frames(trajectory, process, steps, panels)
+    at steps evenly spaced in noise level, each labelled with its step of the chain."""
+    idx, titles = _trajectory_frames(trajectory, process, panels)
     ref = None if reference is None else np.asarray(reference)
     return _strip([trajectory[i] for i in idx], titles, path, reference=ref, title="reverse process p(x_{t-1} | x_t)")
 
@@ -190,11 +187,10 @@ def _frame_vectors(x, lims, label):
     return Image.fromarray(frame)
 
 
-def reverse_gif(trajectory: torch.Tensor, path, process, steps: int | None = None, frames: int = 40,
-                duration_ms: int = 80) -> Path:
-    """Animated GIF of the reverse process from noise to samples, frames evenly spaced in noise
-    level, the last one held. ``steps``: the sampler's step count (None: all T)."""
-    idx, titles = _trajectory_frames(trajectory, process, steps, frames)
+def reverse_gif(trajectory: torch.Tensor, path, process, frames: int = 40, duration_ms: int = 80) -> Path:
+    """Animated GIF of a sampling trajectory (S+1, N, ...) from noise to samples, frames evenly
+    spaced in noise level, the last one held."""
+    idx, titles = _trajectory_frames(trajectory, process, frames)
     if trajectory.ndim == 3:
         lims = _limits(trajectory[-1].numpy(), margin=0.3)
         images = [_frame_vectors(trajectory[i].numpy(), lims, label) for i, label in zip(idx, titles)]
