@@ -1,5 +1,14 @@
+import os
+
 import pytest
 import torch
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _evaluation_cache(tmp_path_factory):
+    """Classifiers and reference features of this test session, never the user's ~/.cache/ddpm."""
+    os.environ["DDPM_CACHE"] = str(tmp_path_factory.mktemp("ddpm-cache"))
+    yield
 
 
 @pytest.fixture(autouse=True)

@@ -68,12 +68,6 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _print_eval(result: dict) -> None:
-    for name, m in result.items():
-        if isinstance(m, dict):
-            print(f"  {name:<20} {m['value']:.5f}   data floor {m['floor']:.5f}   ratio {m['ratio']:.2f}")
-
-
 def cmd_sample(args) -> int:
     import torch
 
@@ -122,21 +116,125 @@ def cmd_sample(args) -> int:
     return 0
 
 
-def cmd_evaluate(args) -> int:
+def _read_samples(path: Path):
     import numpy as np
 
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return f["arr_0"]
+    except (OSError, KeyError, ValueError) as e:
+        raise RunError(f"cannot read samples from {path} ({e}): pass an .npz with arr_0") from None
+
+
+def _features(text):
+    return tuple(f.strip() for f in text.split(",") if f.strip()) if text else None
+
+
+def cmd_evaluate(args) -> int:
     from .runs import evaluate
 
-    samples = None
-    if args.samples is not None:
-        try:
-            with np.load(args.samples) as f:
-                samples = f["arr_0"]
-        except (OSError, KeyError, ValueError) as e:
-            raise RunError(f"cannot read samples from {args.samples} ({e}): pass an .npz with arr_0") from None
-    result = evaluate(args.run, samples, n=args.n, seed=args.seed)
-    print(f"{args.run}: {result['n']} samples of {result['data']} (step {result['step']}) -> {args.run / 'eval.json'}")
+    if args.run is None:
+        return _evaluate_file(args)
+    if args.data is not None:
+        raise RunError("--data is for --samples without a run; a run evaluates against its own data")
+    bpd = None
+    if args.bpd:
+        from .eval.likelihood import evaluate_bpd
+        from .runs import load_run
+
+        run = load_run(args.run, weights="raw" if args.raw else "ema", checkpoint=args.checkpoint)
+        bpd = evaluate_bpd(run, args.run, n=args.bpd_n, steps=args.bpd_steps, batch_size=args.bpd_batch_size,
+                           progress=not args.quiet)
+    if args.bpd and not args.metrics:
+        result = {}
+    else:
+        samples = _read_samples(args.samples) if args.samples is not None else None
+        result = evaluate(args.run, samples, n=args.n, seed=args.seed, sampler=args.sampler, steps=args.steps,
+                          eta=args.eta, weights="raw" if args.raw else "ema", checkpoint=args.checkpoint,
+                          features=_features(args.features), reference_split=args.ref_split,
+                          check_memorization=not args.no_memorization, out=args.json, samples_file=args.samples,
+                          progress=not args.quiet)
+        where = args.json or args.run / "eval.json"
+        print(f"{args.run}: {_n(result)} samples of {result['data']} (step {result['step']}) -> {where}")
+        _print_eval(result)
+    if bpd is not None:
+        _print_bpd(bpd)
+    return 0
+
+
+def _evaluate_file(args) -> int:
+    from .config import Config
+    from .eval.image_metrics import default_features, evaluate_images
+    from .runs import write_json
+
+    if args.samples is None or args.data is None:
+        raise RunError("pass a run directory, or --samples FILE.npz with --data NAME")
+    if args.bpd:
+        raise RunError("--bpd needs a run directory (the model), not a sample file")
+    overrides = dict(parse_override(s) for s in args.set or [])
+    for key in overrides:
+        if not key.startswith("data."):
+            raise RunError(f"--set {key}: only data.* options apply to --samples evaluation")
+    cfg = Config()
+    cfg.data.name = args.data
+    apply_overrides(cfg, overrides)
+    data = cfg.data
+    samples = _read_samples(args.samples)
+    out = args.json or args.samples.with_suffix(".eval.json")
+    result = evaluate_images(samples, data, features=_features(args.features) or default_features(data),
+                             reference_split=args.ref_split, seed=args.seed, check_memorization=not args.no_memorization,
+                             protocol={"samples_file": str(args.samples)}, progress=not args.quiet)
+    write_json(result, out)
+    print(f"{args.samples}: {_n(result)} samples against {args.data} -> {out}")
     _print_eval(result)
+    return 0
+
+
+def _n(result: dict) -> int:
+    return result.get("protocol", result).get("n")
+
+
+def _print_eval(result: dict) -> None:
+    """The metrics as tables: Inception (or 2-D) metrics, then the classifier's, apart."""
+    proto = result.get("protocol")
+    if proto:
+        print("  protocol: " + ", ".join(f"{k}={v}" for k, v in proto.items()))
+    _print_table(result, "metric")
+    clf = result.get("classifier")
+    if clf:
+        print(f"  {clf['label']}")
+        _print_table(clf, "classifier metric")
+        hist = " ".join(str(c) for c in clf["class_histogram"])
+        print(f"  class histogram of the samples: {hist}   (floor: {' '.join(map(str, clf['floor_class_histogram']))})")
+    mem = result.get("memorization")
+    if mem and "near_copy_share" in mem:
+        share = mem["near_copy_share"]
+        print(f"  near copies of training images: {share['value']:.1%} of samples (held-out real images: "
+              f"{share['floor']:.0%} by construction); median nearest distance {mem['median_nn_distance']['value']:.4f}"
+              f" (held-out {mem['median_nn_distance']['floor']:.4f})")
+
+
+def _print_table(section: dict, header: str) -> None:
+    rows = [(k, m) for k, m in section.items() if isinstance(m, dict) and "value" in m and "floor" in m]
+    if not rows:
+        return
+    print(f"  {header:<20} {'value':>12} {'data floor':>12} {'n':>6}")
+    for name, m in rows:
+        spread = f" ± {m['std']:.5f}" if "std" in m else ""
+        print(f"  {name:<20} {m['value']:>12.5f} {m['floor']:>12.5f} {m.get('n', ''):>6}{spread}")
+
+
+def _print_bpd(bpd: dict) -> None:
+    b = bpd["bpd"]
+    print(f"  negative log-likelihood bound: {b['value']:.4f} ± {b['std_error']:.4f} {b['unit']} "
+          f"({b['n']} {b['split']} examples, {b['steps']} of T={b['T']} steps, {b['decoder']} decoder)")
+
+
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    path = write_report(args.run, args.out)
+    print(f"report -> {path}")
     return 0
 
 
@@ -198,13 +296,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("evaluate", help="measure a run's samples against the data",
-                       description="Sliced Wasserstein, MMD and exact W2 against fresh data draws, each with its "
-                                   "data-versus-data floor; writes RUN/eval.json.")
-    p.add_argument("run", type=Path, metavar="RUN", help="run directory written by `ddpm train`")
-    p.add_argument("--samples", type=Path, help=".npz of samples (default: draw --n now)")
-    p.add_argument("--n", type=int, help="samples to draw (default: the run's sample.n)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first sample drawn")
+                       description="Image runs: Inception FID, KID, precision/recall, density/coverage, the "
+                                   "classifier FID/KID of labelled grayscale data, and a memorisation check, each "
+                                   "with its data-versus-data floor and the protocol; 2-D runs: sliced W2, MMD, "
+                                   "exact W2 against fresh data. Writes RUN/eval.json (or --json).")
+    p.add_argument("run", type=Path, nargs="?", metavar="RUN", help="run directory written by `ddpm train`")
+    p.add_argument("--samples", type=Path, help=".npz of samples, arr_0 uint8 NHWC or float (N, D) (default: draw --n now)")
+    p.add_argument("--data", help="with --samples and no RUN: the data set to compare with (name or path)")
+    p.add_argument("--set", action="append", metavar="data.FIELD=VALUE", help="with --data: data options, e.g. data.image_size=32")
+    p.add_argument("--n", type=int, help=f"samples to draw (default: {1000} for images, the run's sample.n for 2-D)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first sample drawn (and of metric subsets)")
+    p.add_argument("--sampler", choices=["ancestral", "ddim"], help="default: the run's")
+    p.add_argument("--steps", type=int, help="network evaluations (default: the run's)")
+    p.add_argument("--eta", type=float, help="DDIM noise (default: the run's)")
+    p.add_argument("--raw", action="store_true", help="the raw weights of the newest checkpoint instead of the EMA")
+    p.add_argument("--checkpoint", type=int, metavar="STEP", help="evaluate the checkpoint of this step")
+    p.add_argument("--features", help="feature spaces, comma-separated: inception, classifier "
+                                      "(default: both for labelled grayscale data, else inception)")
+    p.add_argument("--ref-split", default="train", choices=["train", "test", "all"],
+                   help="reference images (default: train, the images the model learned)")
+    p.add_argument("--no-memorization", action="store_true", help="skip the nearest-training-image check")
+    p.add_argument("--bpd", action="store_true", help="also the negative log-likelihood bound (bits/dim) on the test split")
+    p.add_argument("--bpd-only", dest="metrics", action="store_false", help="with --bpd: skip the sample metrics")
+    p.add_argument("--bpd-steps", type=int, help="evaluate the bound on a respaced chain of this many steps (faster; "
+                                                 "the bound of the shorter chain, usually looser)")
+    p.add_argument("--bpd-n", type=int, help="test examples for the bound (default: all)")
+    p.add_argument("--bpd-batch-size", type=int, default=64, help="examples per batch of the bound")
+    p.add_argument("--json", type=Path, help="write the metrics here (default: RUN/eval.json)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("report", help="write one self-contained HTML page of a run",
+                       description="Configuration, loss curves, samples over training, forward and reverse "
+                                   "processes, metrics with protocol and floors, bits/dim, memorisation pairs.")
+    p.add_argument("run", type=Path, metavar="RUN", help="run directory written by `ddpm train`")
+    p.add_argument("--out", type=Path, help="output HTML (default RUN/report.html)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("forward", help="draw the forward (noising) process of a data set",
                        description="Panels of x_t ~ q(x_t | x_0) from t = 0 to T.")

@@ -85,6 +85,9 @@ class TrainConfig:
     log_every: int = 100
     sample_every: int = 0  #: 0: only at the end
     checkpoint_every: int = 0  #: 0: only at the end (and on interruption)
+    eval_every: int = 0  #: measure EMA samples against the data every N steps into metrics.jsonl (0: never)
+    eval_n: int = 256  #: samples per evaluation during training (FID at small n: compare with its floor)
+    eval_features: list[str] | None = None  #: inception, classifier (None: the data's default)
     keep_checkpoints: int = 2
     tensorboard: bool = False
     progress: bool = True

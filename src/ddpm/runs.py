@@ -6,6 +6,7 @@ These functions are what the command line calls; they are as usable from a noteb
 """
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,7 @@ class Run:
     shape: tuple
     num_classes: int
     step: int
+    weights: str = "ema"
 
     @property
     def is_image(self) -> bool:
@@ -68,18 +70,26 @@ class Run:
         )
 
 
-def load_run(run_dir, device="cpu") -> Run:
-    """The EMA model of a finished run (``model.safetensors``), or of its newest checkpoint."""
+def load_run(run_dir, device="cpu", weights: str = "ema", checkpoint: int | None = None) -> Run:
+    """A trained model from its run directory: the EMA weights (``weights="ema"``) or the raw
+    ones (``"raw"``), of the finished run (``model.safetensors``, EMA only) or of a checkpoint
+    (``checkpoint`` = its step; the newest when the run has not finished or raw weights are asked)."""
     path = Path(run_dir)
     if not (path / "config.toml").is_file() or not (path / "run.json").is_file():
         raise RunError(f"{path} is not a run directory (no config.toml/run.json): pass the --out of a `ddpm train`")
+    if weights not in ("ema", "raw"):
+        raise RunError(f"weights must be 'ema' or 'raw', got {weights!r}")
     cfg = load_config(path / "config.toml")
-    weights = path / "model.safetensors"
-    if weights.is_file():
-        state, meta = load_file(str(weights)), ckpt.read_metadata(weights)
+    final = path / "model.safetensors"
+    if checkpoint is None and weights == "ema" and final.is_file():
+        state, meta = load_file(str(final)), ckpt.read_metadata(final)
     else:
-        latest = ckpt.latest_checkpoint(path)
-        state, meta = ckpt.load_weights(latest / ckpt.WEIGHTS, "ema"), ckpt.read_metadata(latest / ckpt.WEIGHTS)
+        chosen = ckpt.latest_checkpoint(path) if checkpoint is None else path / "checkpoints" / f"step_{checkpoint:08d}"
+        if not (chosen / ckpt.WEIGHTS).is_file():
+            steps = ", ".join(str(int(p.name[5:])) for p in ckpt.list_checkpoints(path)) or "none"
+            raise RunError(f"{path} has no checkpoint at step {checkpoint}: choose one of {steps}")
+        state, meta = ckpt.load_weights(chosen / ckpt.WEIGHTS, "model" if weights == "raw" else "ema"), \
+            ckpt.read_metadata(chosen / ckpt.WEIGHTS)
     meta = {**json.loads((path / "run.json").read_text()), **meta}
     shape, num_classes = tuple(meta["shape"]), int(meta.get("num_classes", 0))
     model = build_model(cfg.model, shape, num_classes)
@@ -88,7 +98,7 @@ def load_run(run_dir, device="cpu") -> Run:
     except RuntimeError as e:
         raise RunError(f"the weights in {path} do not match its config.toml ({str(e).splitlines()[0]})") from None
     model.to(device).eval()
-    return Run(path, cfg, build_process(cfg), model, shape, num_classes, int(meta.get("step", 0)))
+    return Run(path, cfg, build_process(cfg), model, shape, num_classes, int(meta.get("step", 0)), weights)
 
 
 def save_samples(samples: torch.Tensor, path, is_image: bool, labels=None) -> Path:
@@ -111,6 +121,10 @@ def train(cfg: Config, run_dir, resume: bool = False, progress: bool = True) -> 
     if not resume and ((run_dir / "config.toml").exists() or ckpt.list_checkpoints(run_dir)):
         raise RunError(f"{run_dir} already holds a run: continue it with --resume, or choose another --out")
     data = load_dataset(cfg.data, cfg.seed)
+    if cfg.train.eval_every and data.is_image:
+        from .eval.image_metrics import check_request, default_features
+
+        check_request(cfg.data, cfg.train.eval_features or default_features(cfg.data), "train", cfg.train.eval_n)
     process = build_process(cfg)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.shape, data.num_classes)
@@ -118,7 +132,8 @@ def train(cfg: Config, run_dir, resume: bool = False, progress: bool = True) -> 
     meta = {"shape": list(data.shape), "num_classes": data.num_classes}
     trainer = Trainer(process, model, data, cfg.train, run_dir=run_dir, seed=cfg.seed,
                       class_conditional=cfg.model.class_conditional, weights_metadata=meta,
-                      on_snapshot=lambda tr, step: _snapshot(cfg, tr, data, step))
+                      on_snapshot=lambda tr, step: _snapshot(cfg, tr, data, step),
+                      on_evaluate=lambda tr, step: evaluate_during_training(cfg, tr, data))
     if trainer.dist.is_main:
         if progress:
             n_params = sum(p.numel() for p in model.parameters())
@@ -164,6 +179,27 @@ def _snapshot(cfg: Config, trainer: Trainer, data: Dataset, step: int) -> None:
         viz.samples_over_data(x, data.x[:2000], out, title=f"step {step}")
 
 
+def evaluate_during_training(cfg: Config, trainer: Trainer, data: Dataset) -> dict:
+    """``train.eval_n`` samples of the EMA model, by the run's sampler, measured against the data
+    (no memorisation check); the same seeds every time, so the values compare across steps."""
+    s = cfg.sample
+    n = cfg.train.eval_n
+    labels = torch.arange(n) % data.num_classes if trainer.class_conditional else None
+    x = sample(trainer.process, trainer.ema, data.shape, range(n), sampler=s.sampler, steps=s.steps, eta=s.eta,
+               clip_denoised=clip_denoised(cfg, data.is_image), labels=labels, batch_size=s.batch_size)
+    if not data.is_image:
+        from .eval.toy_metrics import evaluate_points
+
+        return evaluate_points(x.numpy(), cfg.data.name, data_params={"mean": cfg.data.mean, "cov": cfg.data.cov})
+    from .eval.image_metrics import default_features, evaluate_images
+
+    protocol = {"sampler": s.sampler, "steps": s.steps, "eta": s.eta, "clip_denoised": clip_denoised(cfg, True),
+                "weights": "ema", "checkpoint_step": trainer.step}
+    features = cfg.train.eval_features or default_features(cfg.data)
+    return evaluate_images(to_uint8(x), cfg.data, features=features, check_memorization=False,
+                           protocol=protocol, device=trainer.device)
+
+
 def _snapshot_labels(trainer: Trainer, data: Dataset):
     if not trainer.class_conditional:
         return None
@@ -197,21 +233,80 @@ def finish(cfg: Config, trainer: Trainer, data: Dataset, run_dir: Path) -> dict 
 
 
 # ---------------------------------------------------------------- evaluation
-def evaluate(run_dir, samples=None, n: int | None = None, seed: int = 0) -> dict:
-    """Metrics of a run's samples (given, or drawn now) against the true data, with floors;
-    written to ``eval.json`` in the run directory."""
-    from .eval.toy_metrics import evaluate_points
+#: images drawn by ``evaluate`` for an image run unless ``n`` says otherwise (FID@1k)
+IMAGE_EVAL_N = 1000
 
-    run = load_run(run_dir)
-    cfg = run.cfg
-    if not is_vector_dataset(cfg.data.name):
-        raise RunError(f"evaluation of image runs is not available yet; {cfg.data.name!r} is an image data set")
+
+def evaluate(run_dir, samples=None, n: int | None = None, seed: int = 0, *, sampler=None, steps=None, eta=None,
+             weights: str = "ema", checkpoint: int | None = None, features=None, reference_split: str = "train",
+             check_memorization: bool = True, out=None, samples_file=None, device="cpu",
+             progress: bool = False) -> dict:
+    """Metrics of a run's samples (given, or drawn now with the run's sampler settings unless
+    overridden) against its data, each with its floor and the protocol; written to ``out``
+    (default ``RUN/eval.json``). 2-D runs: distances to fresh draws of the true distribution
+    (:mod:`ddpm.eval.toy_metrics`); image runs: :func:`ddpm.eval.image_metrics.evaluate_images`,
+    with the drawn samples kept in ``RUN/eval_samples.npz`` and the memorisation pairs in
+    ``RUN/pictures/memorization_pairs.png``."""
+    run = load_run(run_dir, device, weights, checkpoint)
+    cfg, run_dir = run.cfg, Path(run_dir)
+    out = Path(out) if out is not None else run_dir / "eval.json"
+    check_writable(out)
+    if not run.is_image:
+        from .eval.toy_metrics import evaluate_points
+
+        if samples is None:
+            samples = run.sample(n or cfg.sample.n, seed=seed, sampler=sampler, steps=steps, eta=eta).numpy()
+        samples = np.asarray(samples, dtype=np.float32)
+        if samples.ndim != 2 or samples.shape[1:] != run.shape:
+            raise RunError(f"samples of shape {samples.shape} do not match the run's data shape {run.shape}")
+        params = {"mean": cfg.data.mean, "cov": cfg.data.cov}
+        result = {"data": cfg.data.name, "step": run.step, **evaluate_points(samples, cfg.data.name, data_params=params)}
+        write_json(result, out)
+        return result
+    from .eval.image_metrics import check_request, default_features, evaluate_images
+    from .eval.memorization import pairs_picture
+
+    features = tuple(features or default_features(cfg.data))
+    s = cfg.sample
+    protocol = {"sampler": sampler or s.sampler, "steps": steps if steps is not None else s.steps,
+                "eta": s.eta if eta is None else eta, "clip_denoised": clip_denoised(cfg, True),
+                "weights": weights, "checkpoint_step": run.step}
     if samples is None:
-        samples = run.sample(n or cfg.sample.n, seed=seed).numpy()
-    samples = np.asarray(samples, dtype=np.float32)
-    if samples.ndim != 2 or samples.shape[1:] != run.shape:
-        raise RunError(f"samples of shape {samples.shape} do not match the run's data shape {run.shape}")
-    params = {"mean": cfg.data.mean, "cov": cfg.data.cov}
-    result = {"data": cfg.data.name, "step": run.step, **evaluate_points(samples, cfg.data.name, data_params=params)}
-    (Path(run_dir) / "eval.json").write_text(json.dumps(result, indent=2))
+        n = n or IMAGE_EVAL_N
+        check_request(cfg.data, features, reference_split, n)
+        labels = torch.arange(n) % run.num_classes if cfg.model.class_conditional else None
+        x = run.sample(n, seed=seed, sampler=protocol["sampler"], steps=protocol["steps"], eta=protocol["eta"],
+                       labels=labels, progress=progress)
+        samples = to_uint8(x).permute(0, 2, 3, 1).numpy()
+        save_samples(x, run_dir / "eval_samples.npz", True)
+    else:
+        protocol = {"samples_file": str(samples_file or "given as an array")}
+    result = evaluate_images(samples, cfg.data, features=features, reference_split=reference_split, seed=seed,
+                             check_memorization=check_memorization, protocol=protocol, device=device,
+                             progress=progress)
+    result["step"] = run.step
+    if "memorization" in result:
+        from .eval.features import as_nchw_uint8
+        from .eval.reference import load_split
+
+        picture = run_dir / "pictures" / "memorization_pairs.png"
+        pairs_picture(as_nchw_uint8(samples), load_split(cfg.data, "train").x, result["memorization"], picture)
+        result["memorization"]["pairs_image"] = str(picture.relative_to(run_dir))
+    write_json(result, out)
     return result
+
+
+def check_writable(path: Path) -> None:
+    """Refuse early when ``path``'s folder cannot be written (before any sampling)."""
+    folder = Path(path).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    if not os.access(folder, os.W_OK):
+        raise RunError(f"cannot write into {folder}: choose another output path")
+
+
+def write_json(obj: dict, path: Path) -> None:
+    """Write JSON via a temporary file and a rename."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)

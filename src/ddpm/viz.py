@@ -157,6 +157,7 @@ def samples_over_data(samples, data, path, title: str = "samples over data") -> 
 def loss_curve(metrics_path, path) -> Path:
     """Training loss (and the loss per timestep quartile) against step, from metrics.jsonl."""
     rows = [json.loads(line) for line in Path(metrics_path).read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if "loss" in r]  # evaluation records share the file
     steps = [r["step"] for r in rows]
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     ax.plot(steps, [r["loss"] for r in rows], c="k", lw=1.5, label="loss")

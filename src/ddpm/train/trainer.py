@@ -44,17 +44,21 @@ class Trainer:
 
     ``trainer.model`` holds the raw weights, ``trainer.ema`` their exponential moving
     average (the weights to sample from). With a ``run_dir``, rank 0 writes
-    ``metrics.jsonl``, checkpoints and ``model.safetensors`` (the EMA weights) there, and
-    ``on_snapshot(trainer, step)`` is called every ``sample_every`` steps and at the end.
+    ``metrics.jsonl``, checkpoints and ``model.safetensors`` (the EMA weights) there,
+    ``on_snapshot(trainer, step)`` is called every ``sample_every`` steps and at the end, and
+    ``on_evaluate(trainer, step)`` every ``eval_every`` steps; what it returns is logged as
+    ``{"step": step, "eval": ...}``.
     """
 
     def __init__(self, process, model, data: Dataset, cfg: TrainConfig | None = None, *, run_dir=None, seed: int = 0,
-                 class_conditional: bool = False, on_snapshot=None, weights_metadata: dict | None = None):
+                 class_conditional: bool = False, on_snapshot=None, on_evaluate=None,
+                 weights_metadata: dict | None = None):
         self.cfg = cfg = cfg or TrainConfig()
         self._validate(cfg)
         self.process, self.data, self.seed = process, data, seed
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.on_snapshot, self.weights_metadata = on_snapshot, weights_metadata or {}
+        self.on_evaluate = on_evaluate
         self.class_conditional = class_conditional
         if class_conditional and data.y is None:
             raise ConfigError("class-conditional training needs a data set with labels")
@@ -116,6 +120,8 @@ class Trainer:
             (0 <= cfg.ema_decay < 1, f"train.ema_decay must lie in [0, 1), got {cfg.ema_decay}"),
             (cfg.minutes is None or cfg.minutes > 0, f"train.minutes must be positive, got {cfg.minutes}"),
             (cfg.log_every >= 1, f"train.log_every must be >= 1, got {cfg.log_every}"),
+            (cfg.eval_every >= 0, f"train.eval_every must be >= 0 (0: never), got {cfg.eval_every}"),
+            (cfg.eval_n >= 2, f"train.eval_n must be >= 2, got {cfg.eval_n}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -236,6 +242,8 @@ class Trainer:
                     self.save_checkpoint()
                 if cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < stop_at:
                     self._snapshot()
+                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < stop_at:
+                    self._evaluate()
         finally:
             bar.close()
             self._restore_signal_handlers(previous)
@@ -310,6 +318,20 @@ class Trainer:
         if self.on_snapshot is not None and self.dist.is_main:
             self.on_snapshot(self, self.step)
 
+    def _evaluate(self) -> None:
+        """Evaluation records go to metrics.jsonl beside the losses, headline values to TensorBoard."""
+        if self.on_evaluate is None or not self.dist.is_main:
+            return
+        record = {"step": self.step, "eval": self.on_evaluate(self, self.step)}
+        self.history.append(record)
+        if self.run_dir is not None:
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for key, value in headline_metrics(record["eval"]).items():
+                self.writer.add_scalar(f"eval/{key}", value, self.step)
+            self.writer.flush()
+
     # ------------------------------------------------------------ persistence
     def _rng_state(self) -> dict[str, torch.Tensor]:
         state = {
@@ -382,6 +404,14 @@ class Trainer:
                 f"checkpoint written by {meta['world_size']} processes, resuming with {self.dist.world_size}: "
                 "weights and optimizer continue, random streams restart", stacklevel=2)
         return self
+
+
+def headline_metrics(result: dict) -> dict[str, float]:
+    """``{name: value}`` of every metric object in an evaluation result, the classifier's prefixed."""
+    out = {k: m["value"] for k, m in result.items() if isinstance(m, dict) and "value" in m}
+    out.update({f"classifier_{k}": m["value"] for k, m in result.get("classifier", {}).items()
+                if isinstance(m, dict) and "value" in m})
+    return out
 
 
 def _local_rank() -> int:
