@@ -22,10 +22,17 @@ def gaussian_statistics(features) -> tuple[np.ndarray, np.ndarray]:
     return f.mean(axis=0), np.cov(f, rowvar=False)
 
 
+def _psd_eigenvalues(w: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues of a PSD matrix with those below numerical resolution (d * eps * largest) set
+    to 0: a rank-deficient covariance (fewer samples than features, as FID@1k in 2048-d) has
+    rounding noise there, whose square roots would otherwise add up."""
+    return torch.where(w > w.max() * len(w) * torch.finfo(w.dtype).eps, w, torch.zeros_like(w))
+
+
 def _sqrtm_psd(a: torch.Tensor) -> torch.Tensor:
     """Square root of a symmetric positive semi-definite matrix by its eigendecomposition."""
     w, v = torch.linalg.eigh((a + a.T) / 2)
-    return (v * w.clamp(min=0).sqrt()) @ v.T
+    return (v * _psd_eigenvalues(w).sqrt()) @ v.T
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
@@ -38,7 +45,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     mu1, mu2, s1, s2 = _f64(mu1), _f64(mu2), _f64(sigma1), _f64(sigma2)
     root1 = _sqrtm_psd(s1)
     middle = root1 @ s2 @ root1
-    tr_covmean = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0).sqrt().sum()
+    tr_covmean = _psd_eigenvalues(torch.linalg.eigvalsh((middle + middle.T) / 2)).sqrt().sum()
     return float(((mu1 - mu2) ** 2).sum() + torch.trace(s1) + torch.trace(s2) - 2 * tr_covmean)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +112,9 @@ class InceptionV3(FeatureExtractor):
             raise ConfigError(f"the FID Inception weights at {path} are damaged (SHA-256 mismatch): "
                               f"{INCEPTION_INSTALL} --force-reinstall")
         self.resize, self.device = resize, torch.device(device)
-        self.net = torch.jit.load(str(path), map_location=self.device).eval()
+        with warnings.catch_warnings():  # the file is TorchScript; torch.jit.load is its only reader
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.net = torch.jit.load(str(path), map_location=self.device).eval()
         self.description = f"{self.name} pool3 {self.dim}-d, {RESIZES[resize]} to {self.size}, gray as RGB"
 
     @property
