@@ -33,12 +33,12 @@ def main(out: Path):
     dist.barrier()
     resumed = trainer(out / "resumed").resume()
     resumed.run()
-    # a time budget: the ranks must agree on when to stop and on the time-annealed learning rate
+    # a time budget: the ranks must agree on the step budget it becomes and on when to stop
     timed = trainer(out / "timed", steps=10**6, minutes=0.03).run()
     save_file({**{f"full.{k}": v for k, v in full.model.state_dict().items()},
                **{f"resumed.{k}": v for k, v in resumed.model.state_dict().items()},
                **{f"timed.{k}": v for k, v in timed.model.state_dict().items()},
-               "timed_step": torch.tensor(timed.step), "timed_lr": torch.tensor(timed.optimizer.param_groups[0]["lr"]),
+               "timed_step": torch.tensor(timed.step), "timed_budget": torch.tensor(timed.step_budget),
                "shard": full.shard.clone(), "world": torch.tensor(full.dist.world_size)},
               str(out / f"rank{rank}.safetensors"))
     dist.destroy_process_group()

@@ -145,7 +145,10 @@ def test_folder_bad_inputs(tmp_path):
         load_image_data(str(tmp_path))
     (tmp_path / "root.png").unlink()
     (tmp_path / "cls" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    with pytest.raises(DataError, match="broken.png"):
+    with pytest.warns(UserWarning, match="skipped 1 of 2 .*broken.png"):  # the bad file is named and skipped
+        assert len(load_image_data(str(tmp_path))) == 1
+    (tmp_path / "cls" / "x.png").write_bytes(b"also not an image")
+    with pytest.raises(DataError, match="none of the 2"):
         load_image_data(str(tmp_path))
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import ddpm
 from ddpm.cli import main
 from ddpm.config import TrainConfig
 from ddpm.data.images import load_image_data
@@ -89,7 +90,8 @@ def test_image_run_directory(image_run):
     for name in ("model.safetensors", "samples/step_00000003.png", "pictures/samples.png", "pictures/reverse.gif",
                  "pictures/reverse.png", "pictures/forward.png", "pictures/loss.png", "samples.npz"):
         assert (image_run / name).is_file(), name
-    assert json.loads((image_run / "run.json").read_text()) == {"shape": [1, 8, 8], "num_classes": 10}
+    meta = json.loads((image_run / "run.json").read_text())
+    assert meta == {"shape": [1, 8, 8], "num_classes": 10, "ddpm_version": ddpm.__version__, "run_format": 1}
 
 
 def test_image_sampling_outputs(image_run, tmp_path):

@@ -15,13 +15,37 @@ from ddpm.train.checkpoint import latest_checkpoint, list_checkpoints
 from ddpm.train.trainer import Trainer
 
 
-def make(seed=0, run_dir=None, **train):
+class FakeClock:
+    """A clock that only the work moves: each network evaluation takes ``seconds`` (a machine of
+    exactly known speed, whatever the real one is doing)."""
+
+    def __init__(self, seconds=0.5):
+        self.t, self.seconds = 0.0, seconds
+
+    def __call__(self):
+        return self.t
+
+
+class Timed(torch.nn.Module):
+    def __init__(self, net, clock):
+        super().__init__()
+        self.net, self.clock = net, clock
+
+    def forward(self, x, t, y=None):
+        self.clock.t += self.clock.seconds
+        return self.net(x, t)
+
+
+def make(seed=0, run_dir=None, clock=None, **train):
     torch.manual_seed(seed)
     cfg = TrainConfig(**{"steps": 40, "batch_size": 32, "lr": 1e-3, "warmup": 5, "log_every": 10,
                          "progress": False, **train})
     data = load_dataset(DataConfig(name="moons", n=500), seed=0)
-    return Trainer(GaussianDiffusion(make_betas("linear", 50)), MLP(2, width=32, depth=2), data, cfg,
-                   run_dir=run_dir, seed=0)
+    net = MLP(2, width=32, depth=2)
+    if clock is None:
+        return Trainer(GaussianDiffusion(make_betas("linear", 50)), net, data, cfg, run_dir=run_dir, seed=0)
+    return Trainer(GaussianDiffusion(make_betas("linear", 50)), Timed(net, clock), data, cfg, run_dir=run_dir,
+                   seed=0, clock=clock)
 
 
 def test_loss_decreases_and_metrics_are_logged(tmp_path):
@@ -81,21 +105,59 @@ def test_learning_rate_schedule():
     assert tr.lr_at(55) == pytest.approx(0.55)
     lin = make(steps=100, warmup=0, lr=1.0, decay="linear")
     assert lin.lr_at(50) == pytest.approx(0.5)
-    # with a time budget the decay follows whichever budget is nearer its end
-    timed = make(steps=100, warmup=0, lr=1.0, decay="linear", minutes=2.0)
-    assert timed.lr_at(10, elapsed=60.0) == pytest.approx(0.5)
-    assert timed.lr_at(80, elapsed=60.0) == pytest.approx(0.2)
-    assert timed.lr_at(10, elapsed=500.0) == pytest.approx(0.0)
-    assert lin.lr_at(10, elapsed=1e6) == pytest.approx(0.9)  # no time budget: the clock is ignored
+    # the schedule spans the step budget: train.steps, or the steps a time budget was measured to hold
+    lin.step_budget = 20
+    assert lin.lr_at(10) == pytest.approx(0.5) and lin.lr_at(30) == pytest.approx(0.0)
 
 
-def test_wall_clock_budget_stops_and_checkpoints(tmp_path):
-    tr = make(run_dir=tmp_path, steps=10**7, minutes=0.01, lr=1.0, min_lr=0.0, decay="cosine").run()
-    assert 0 < tr.step < 10**7 and tr.elapsed >= 0.6
-    # the learning rate was annealed over the time budget, not over the 10**7 steps never reached
+def test_time_budget_becomes_a_recorded_step_budget(tmp_path):
+    # a step takes 0.5 s: calibration (1 + 20 steps, 10.5 s) leaves 19.5 s of the 30, which hold
+    # int(0.95 * 19.5 / 0.5) = 37 steps
+    tr = make(run_dir=tmp_path, steps=10**7, minutes=0.5, lr=1.0, min_lr=0.0, decay="cosine", clock=FakeClock(0.5))
+    tr.run()
+    assert tr.seconds_per_step == pytest.approx(0.5) and tr.step_budget == 37 and tr.step == 37
+    assert tr.elapsed == pytest.approx(10.5 + 37 * 0.5)
+    calibration = [r for r in tr.history if "calibration" in r][0]["calibration"]
+    assert calibration == {"seconds_per_step": 0.5, "minutes": 0.5, "step_budget": 37}
+    # the learning rate was annealed over the budget, not over the 10**7 steps never reached
     assert tr.optimizer.param_groups[0]["lr"] < 0.01
     assert latest_checkpoint(tmp_path).name == f"step_{tr.step:08d}"
     assert (tmp_path / "model.safetensors").is_file()
+
+
+def test_a_slower_machine_still_stops_on_time(tmp_path):
+    clock = FakeClock(0.5)
+    tr = make(run_dir=tmp_path, steps=10**7, minutes=0.5, clock=clock)
+    tr.calibrate()
+    clock.seconds = 1.0  # slower than measured: the time, not the budget, ends the run
+    tr.run()
+    assert tr.step_budget == 37 and tr.step < 37 and tr.elapsed >= 30 and tr.finished
+    assert (tmp_path / "model.safetensors").is_file()
+
+
+def test_time_budgeted_runs_are_reproducible():
+    """Same command, same machine speed: the same weights; and --steps BUDGET without a time budget
+    reproduces the run (the clock never reaches the learning rate)."""
+    a = make(steps=10**7, minutes=1.0, warmup=0, clock=FakeClock(0.1)).run()
+    b = make(steps=10**7, minutes=1.0, warmup=0, clock=FakeClock(0.1)).run()
+    assert a.step_budget == b.step_budget == 550 and a.step == b.step == 550
+    for pa, pb in zip(a.model.parameters(), b.model.parameters()):
+        assert torch.equal(pa, pb)
+    steps = make(steps=a.step_budget, warmup=0).run()
+    for pa, pb in zip(a.ema.parameters(), steps.ema.parameters()):
+        assert torch.equal(pa, pb)
+
+
+def test_time_budgeted_run_resumes_exactly(tmp_path):
+    whole = make(run_dir=tmp_path / "a", steps=10**7, minutes=1.0, warmup=0, clock=FakeClock(0.1)).run()
+    part = make(run_dir=tmp_path / "b", steps=10**7, minutes=1.0, warmup=0, clock=FakeClock(0.1))
+    part.run(max_steps=100)
+    rest = make(run_dir=tmp_path / "b", steps=10**7, minutes=1.0, warmup=0, clock=FakeClock(0.1)).resume()
+    assert rest.step == 100 and rest.step_budget == whole.step_budget  # the budget comes from the checkpoint
+    rest.run()
+    assert rest.step == whole.step
+    for pa, pb in zip(whole.ema.parameters(), rest.ema.parameters()):
+        assert torch.equal(pa, pb)
 
 
 @pytest.mark.parametrize("field,value", [("optimizer", "sgd"), ("decay", "step"), ("precision", "fp8"),

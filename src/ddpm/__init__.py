@@ -10,6 +10,8 @@ The pieces, usable on their own::
     x = sample(process, trainer.ema, (2,), seeds=range(2000))          # sample i from seed i
 """
 
+__version__ = "0.1.0"  # first: the modules below record it in the runs they write
+
 from .config import Config, DataConfig, DiffusionConfig, ModelConfig, SampleConfig, TrainConfig, make_config
 from .data import Dataset, load_dataset
 from .diffusion import GaussianDiffusion, spaced_timesteps
@@ -19,8 +21,6 @@ from .runs import evaluate, load_run, train
 from .samplers import sample
 from .schedules import make_betas
 from .train.trainer import Trainer
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Config", "DataConfig", "DiffusionConfig", "ModelConfig", "SampleConfig", "TrainConfig", "make_config",

@@ -43,14 +43,21 @@ def _config(args):
 
 
 def cmd_train(args) -> int:
-    from .runs import train
+    from .runs import check_resume, finished_at, train
 
     if args.resume is not None:
         run_dir = args.resume
-        cfg = load_config(run_dir / "config.toml") if (run_dir / "config.toml").is_file() else None
-        if cfg is None:
+        if not (run_dir / "config.toml").is_file():
             raise RunError(f"{run_dir} is not a run directory (no config.toml): pass the --out of a `ddpm train`")
+        saved = load_config(run_dir / "config.toml")
+        cfg = load_config(run_dir / "config.toml")
         apply_overrides(cfg, _overrides(args))
+        check_resume(saved, cfg)
+        step = finished_at(run_dir, cfg)
+        if step is not None:
+            print(f"{run_dir} already finished at step {step} (train.steps={cfg.train.steps}, "
+                  f"train.minutes={cfg.train.minutes}); to train longer pass a larger --steps or --minutes")
+            return 0
     else:
         cfg = _config(args)
         run_dir = args.out or Path("runs") / Path(cfg.data.name).name
@@ -76,7 +83,22 @@ def cmd_sample(args) -> int:
 
     from .train.distributed import resolve_device
 
-    run = load_run(args.run, device=resolve_device(args.device))
+    from .config import SampleConfig
+    from .runs import check_writable
+    from .validate import check_sample
+
+    run = load_run(args.run, device=resolve_device(args.device), weights="raw" if args.raw else "ema",
+                   checkpoint=args.checkpoint)
+    s = run.cfg.sample
+    check_sample(SampleConfig(sampler=args.sampler or s.sampler, steps=args.steps if args.steps is not None else s.steps,
+                              eta=s.eta if args.eta is None else args.eta, n=args.n,
+                              batch_size=s.batch_size if args.batch_size is None else args.batch_size),
+                 run.cfg.diffusion.T)
+    for path in (args.out, args.grid, args.gif):
+        if path is not None:
+            check_writable(path)
+    if args.png_dir is not None:
+        check_writable(args.png_dir / "x.png")
     labels = None
     if args.label is not None:
         if not run.num_classes or not run.cfg.model.class_conditional:
@@ -262,6 +284,7 @@ def cmd_presets(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ddpm", description="Denoising diffusion probabilistic models (Ho et al. 2020).")
     parser.add_argument("--version", action="version", version=f"ddpm {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a model into a run directory",
@@ -287,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip", action=argparse.BooleanOptionalAction, default=None,
                    help="clip predicted x0 to [-1, 1] (default: on for images)")
     p.add_argument("--label", type=int, help="class label, for class-conditional runs")
+    p.add_argument("--raw", action="store_true", help="the raw weights of the newest checkpoint instead of the EMA")
+    p.add_argument("--checkpoint", type=int, metavar="STEP", help="sample the checkpoint of this step")
     p.add_argument("--batch-size", type=int, help="samples per network call")
     p.add_argument("--grid", type=Path, help="also write a picture (image grid or scatter over data)")
     p.add_argument("--png-dir", type=Path, help="also write one PNG per image into this folder")
@@ -354,7 +379,16 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except DDPMError as e:
-        print(f"ddpm: error: {e}", file=sys.stderr)
+        if args.debug:
+            raise
+        print(f"ddpm: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
+    except OSError as e:  # the file system refused: read-only, full, permissions
+        if args.debug:
+            raise
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"ddpm: error: {e.strerror or e}{where}: check the path, its permissions and the free space",
+              file=sys.stderr)
         return 1
 
 

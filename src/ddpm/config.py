@@ -66,7 +66,7 @@ class DiffusionConfig:
 @dataclass
 class TrainConfig:
     steps: int = 10000  #: optimizer steps (the schedule of the learning rate spans them)
-    minutes: float | None = None  #: wall-clock budget; training stops at whichever comes first
+    minutes: float | None = None  #: wall-clock budget: measured once into a step budget (recorded), then a time limit
     batch_size: int = 128  #: per process and micro-batch
     grad_accum: int = 1
     lr: float = 1e-3
@@ -76,6 +76,7 @@ class TrainConfig:
     decay: str = "cosine"  #: constant | cosine | linear, from lr after warm-up to min_lr
     min_lr: float = 0.0
     grad_clip: float | None = 1.0
+    max_nonfinite: int = 10  #: steps in a row with a non-finite loss or gradient (each skipped) before the run stops
     ema_decay: float = 0.999
     ema_warmup: bool = True  #: decay min(ema_decay, (1 + step) / (10 + step))
     precision: str = "fp32"  #: fp32 | bf16 | fp16 (autocast)
@@ -269,13 +270,18 @@ def make_config(preset: str | None = None, data: str | None = None, overrides: d
 
 
 # ------------------------------------------------------------------- files
+#: TOML has no null: an unset (None) option is written as this string and read back as None,
+#: so that a saved configuration round-trips exactly (absent would mean "the default")
+NONE = "none"
+
+
 def config_to_dict(cfg: Config) -> dict:
-    """Nested dict without None values (TOML has no null; absent means the default)."""
+    """Nested dict of every field, None written as :data:`NONE`."""
 
-    def strip(d):
-        return {k: strip(v) if isinstance(v, dict) else v for k, v in d.items() if v is not None}
+    def convert(d):
+        return {k: convert(v) if isinstance(v, dict) else (NONE if v is None else v) for k, v in d.items()}
 
-    return strip(dataclasses.asdict(cfg))
+    return convert(dataclasses.asdict(cfg))
 
 
 def config_from_dict(tree: dict) -> Config:
@@ -294,9 +300,11 @@ def save_config(cfg: Config, path: Path) -> None:
 def load_config(path: Path) -> Config:
     path = Path(path)
     try:
-        tree = tomllib.loads(path.read_text())
+        tree = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"no configuration file at {path}") from None
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path} is not valid TOML ({e}): fix or remove the file") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {path} ({e.strerror}): check the path and its permissions") from None
     return config_from_dict(tree)

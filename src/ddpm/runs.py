@@ -7,23 +7,26 @@ These functions are what the command line calls; they are as usable from a noteb
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
+from . import __version__
 from .config import Config, load_config, save_config
 from .data import Dataset, is_vector_dataset, load_dataset, to_uint8
 from .diffusion import GaussianDiffusion
-from .errors import RunError
+from .errors import ConfigError, RunError
 from .nets import build_model
 from .samplers import sample
 from .schedules import make_betas
 from .train import checkpoint as ckpt
 from .train.trainer import Trainer
+from .validate import validate
 
+#: version of the run-directory layout; a run of a newer layout is refused, not misread
+RUN_FORMAT = 1
 #: sampler settings of the pictures drawn during training (fixed seeds, so they compare across steps)
 SNAPSHOT_SEEDS = range(10_000, 10_064)
 
@@ -58,16 +61,24 @@ class Run:
 
     def sample(self, n: int, seed: int = 0, sampler=None, steps=None, eta=None, clip=None, labels=None,
                batch_size=None, return_trajectory=False, progress=False):
-        """``n`` samples, sample i from seed ``seed + i``; options default to the run's config."""
+        """``n`` samples, sample i from seed ``seed + i``; options default to the run's config.
+        Non-finite samples (a diverged model) raise :class:`RunError` instead of being returned."""
         s = self.cfg.sample
-        return sample(
+        out = sample(
             self.process, self.model, self.shape, range(seed, seed + n),
             sampler=sampler or s.sampler, steps=steps if steps is not None else s.steps,
             eta=s.eta if eta is None else eta,
             clip_denoised=clip_denoised(self.cfg, self.is_image) if clip is None else clip,
-            labels=labels, batch_size=batch_size or s.batch_size, return_trajectory=return_trajectory,
+            labels=labels, batch_size=s.batch_size if batch_size is None else batch_size,
+            return_trajectory=return_trajectory,
             progress=progress,
         )
+        x = out[0] if return_trajectory else out
+        bad = int((~torch.isfinite(x.flatten(1))).any(dim=1).sum())
+        if bad:
+            raise RunError(f"{bad} of {n} samples of {self.path} hold non-finite values: the model diverged; "
+                           "sample an earlier checkpoint with --checkpoint STEP or train again")
+        return out
 
 
 def load_run(run_dir, device="cpu", weights: str = "ema", checkpoint: int | None = None) -> Run:
@@ -80,25 +91,47 @@ def load_run(run_dir, device="cpu", weights: str = "ema", checkpoint: int | None
     if weights not in ("ema", "raw"):
         raise RunError(f"weights must be 'ema' or 'raw', got {weights!r}")
     cfg = load_config(path / "config.toml")
+    validate(cfg)
     final = path / "model.safetensors"
     if checkpoint is None and weights == "ema" and final.is_file():
-        state, meta = load_file(str(final)), ckpt.read_metadata(final)
+        state, meta = ckpt.load_verified(final)
     else:
         chosen = ckpt.latest_checkpoint(path) if checkpoint is None else path / "checkpoints" / f"step_{checkpoint:08d}"
         if not (chosen / ckpt.WEIGHTS).is_file():
             steps = ", ".join(str(int(p.name[5:])) for p in ckpt.list_checkpoints(path)) or "none"
             raise RunError(f"{path} has no checkpoint at step {checkpoint}: choose one of {steps}")
-        state, meta = ckpt.load_weights(chosen / ckpt.WEIGHTS, "model" if weights == "raw" else "ema"), \
-            ckpt.read_metadata(chosen / ckpt.WEIGHTS)
-    meta = {**json.loads((path / "run.json").read_text()), **meta}
+        tensors, meta = ckpt.load_verified(chosen / ckpt.WEIGHTS)
+        state = ckpt.strip_prefix(tensors, "model" if weights == "raw" else "ema")
+    meta = {**read_run_json(path), **meta}
     shape, num_classes = tuple(meta["shape"]), int(meta.get("num_classes", 0))
     model = build_model(cfg.model, shape, num_classes)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise RunError(f"the weights in {path} do not match its config.toml ({str(e).splitlines()[0]})") from None
+        detail = " ".join(line.strip() for line in str(e).splitlines()[1:3])
+        raise RunError(f"the weights in {path} do not match its config.toml ({detail[:300]}): "
+                       "sample with the configuration the run was trained with") from None
+    bad = [name for name, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise RunError(f"the {weights} weights of {path} hold non-finite values (in {bad[0]}, {len(bad)} tensors): "
+                       "the run diverged; sample an earlier checkpoint with --checkpoint STEP or train again")
     model.to(device).eval()
     return Run(path, cfg, build_process(cfg), model, shape, num_classes, int(meta.get("step", 0)), weights)
+
+
+def read_run_json(path: Path) -> dict:
+    """``run.json``, refused when unreadable or written by a newer, incompatible ``ddpm``."""
+    try:
+        meta = json.loads((path / "run.json").read_text())
+        shape = meta["shape"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise RunError(f"{path / 'run.json'} is damaged: the run cannot be rebuilt; train it again") from None
+    if not isinstance(shape, list):
+        raise RunError(f"{path / 'run.json'} is damaged: the run cannot be rebuilt; train it again")
+    if meta.get("run_format", 1) > RUN_FORMAT:
+        raise RunError(f"{path} was written by ddpm {meta.get('ddpm_version', '?')} (run format "
+                       f"{meta.get('run_format')}), which this ddpm {__version__} cannot read: upgrade ddpm")
+    return meta
 
 
 def save_samples(samples: torch.Tensor, path, is_image: bool, labels=None) -> Path:
@@ -114,12 +147,80 @@ def save_samples(samples: torch.Tensor, path, is_image: bool, labels=None) -> Pa
 
 
 # ------------------------------------------------------------------ training
+#: what ``--resume`` may change: how long and how a run goes on, never what it is
+RESUMABLE = {"train": {"steps", "minutes", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints",
+                       "progress", "tensorboard", "eval_every", "eval_n", "eval_features", "device"},
+             "sample": None}  # None: every field
+
+
+def check_resume(saved: Config, cfg: Config) -> None:
+    """Refuse overrides that would change what a run is (its data, network, process, optimisation)."""
+    old, new = asdict(saved), asdict(cfg)
+    for section in ("seed", "preset", "data", "model", "diffusion", "train", "sample"):
+        a, b = old.get(section), new.get(section)
+        if not isinstance(a, dict):
+            if a != b:
+                raise RunError(f"--resume cannot change {section} ({a!r} -> {b!r}): start a new run with --out")
+            continue
+        allowed = RESUMABLE.get(section, set())
+        for key in a:
+            if a[key] != b[key] and allowed is not None and key not in allowed:
+                raise RunError(f"--resume cannot change {section}.{key} ({a[key]!r} -> {b[key]!r}): it is part of "
+                               "what the run is; start a new run with --out")
+
+
+def run_state(run_dir: Path) -> str:
+    """``new`` (nothing there), ``started`` (configured, no checkpoint yet: a failed or killed start),
+    ``resumable`` (has checkpoints) or ``not a run``."""
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        return "new"
+    if not (run_dir / "config.toml").is_file():
+        return "not a run"
+    return "resumable" if ckpt.list_checkpoints(run_dir) else "started"
+
+
+def finished_at(run_dir: Path, cfg: Config) -> int | None:
+    """The step of a run whose budget is spent (final weights written, newest checkpoint at its step or
+    time budget), None when it can go on."""
+    if not (run_dir / "model.safetensors").is_file() or not ckpt.list_checkpoints(run_dir):
+        return None
+    meta = ckpt.read_metadata(ckpt.latest_checkpoint(run_dir) / ckpt.STATE)
+    t = cfg.train
+    done = meta["step"] >= t.steps or (t.minutes is not None and meta["elapsed"] >= 60 * t.minutes)
+    return int(meta["step"]) if done else None
+
+
+def check_network(model, data: Dataset, cfg: Config) -> None:
+    """One forward pass on two examples, before anything is written: a network that cannot take this
+    data (e.g. images too small for its levels) fails here with one line, not after set-up."""
+    x, y = data.batch(torch.arange(min(2, len(data))))
+    kwargs = {"y": y} if cfg.model.class_conditional else {}
+    try:
+        with torch.no_grad():
+            out = model(x, torch.zeros(len(x)), **kwargs)
+    except (RuntimeError, ValueError, IndexError) as e:
+        raise ConfigError(f"the {cfg.model.kind} network cannot take this data of shape {tuple(data.shape)} "
+                          f"({str(e).splitlines()[0][:200]}): change the model options or the data size") from None
+    if out.shape != x.shape:
+        raise ConfigError(f"the network maps {tuple(x.shape[1:])} to {tuple(out.shape[1:])}: change the model options")
+
+
 def train(cfg: Config, run_dir, resume: bool = False, progress: bool = True) -> Trainer:
     """Train the model ``cfg`` describes into ``run_dir``; then draw its pictures and, for 2-D
-    data, write ``eval.json``. With ``resume``, continue from the newest checkpoint."""
+    data, write ``eval.json``. With ``resume``, continue from the newest intact checkpoint (a run
+    directory whose first start failed before its first checkpoint starts again).
+
+    Everything is checked before anything is written: the configuration, the data, one forward
+    pass of the network, and on resume the checkpoint itself."""
     run_dir = Path(run_dir)
-    if not resume and ((run_dir / "config.toml").exists() or ckpt.list_checkpoints(run_dir)):
+    validate(cfg)
+    state = run_state(run_dir)
+    if state == "not a run":
+        raise RunError(f"{run_dir} exists and is not a run directory: choose another --out")
+    if not resume and state != "new":
         raise RunError(f"{run_dir} already holds a run: continue it with --resume, or choose another --out")
+    if resume and state == "new":
+        raise RunError(f"{run_dir} holds no run to resume: start one with --out {run_dir}")
     data = load_dataset(cfg.data, cfg.seed)
     if cfg.train.eval_every and data.is_image:
         from .eval.image_metrics import check_request, default_features
@@ -128,12 +229,16 @@ def train(cfg: Config, run_dir, resume: bool = False, progress: bool = True) -> 
     process = build_process(cfg)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.shape, data.num_classes)
-    cfg.train.progress = cfg.train.progress and progress
-    meta = {"shape": list(data.shape), "num_classes": data.num_classes}
-    trainer = Trainer(process, model, data, cfg.train, run_dir=run_dir, seed=cfg.seed,
-                      class_conditional=cfg.model.class_conditional, weights_metadata=meta,
-                      on_snapshot=lambda tr, step: _snapshot(cfg, tr, data, step),
+    check_network(model, data, cfg)
+    torch.manual_seed(cfg.seed)
+    meta = {"shape": list(data.shape), "num_classes": data.num_classes, "ddpm_version": __version__,
+            "run_format": RUN_FORMAT}
+    trainer = Trainer(process, model, data, replace(cfg.train, progress=cfg.train.progress and progress),
+                      run_dir=run_dir, seed=cfg.seed, class_conditional=cfg.model.class_conditional,
+                      weights_metadata=meta, on_snapshot=lambda tr, step: _snapshot(cfg, tr, data, step),
                       on_evaluate=lambda tr, step: evaluate_during_training(cfg, tr, data))
+    if state == "resumable":
+        trainer.resume()  # verified, and matched to the network, before anything is written
     if trainer.dist.is_main:
         if progress:
             n_params = sum(p.numel() for p in model.parameters())
@@ -141,10 +246,9 @@ def train(cfg: Config, run_dir, resume: bool = False, progress: bool = True) -> 
                   f"{len(data):,} examples of shape {tuple(data.shape)}, T={cfg.diffusion.T} -> {run_dir}", flush=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.toml")
-        (run_dir / "run.json").write_text(json.dumps(meta))
-        forward_picture(process, data, run_dir / "pictures" / "forward.png", cfg.seed)
-    if resume:
-        trainer.resume()
+        write_json(meta, run_dir / "run.json")
+        if trainer.step == 0:
+            forward_picture(process, data, run_dir / "pictures" / "forward.png", cfg.seed)
     trainer.run()
     if trainer.dist.is_main and not trainer.interrupted:
         finish(cfg, trainer, data, run_dir)
@@ -254,6 +358,10 @@ def evaluate(run_dir, samples=None, n: int | None = None, seed: int = 0, *, samp
     if not run.is_image:
         from .eval.toy_metrics import evaluate_points
 
+        if features:
+            raise ConfigError(f"feature spaces ({', '.join(features)}) measure images; {cfg.data.name} is 2-D data, "
+                              "measured by distances to fresh draws: leave out --features")
+
         if samples is None:
             samples = run.sample(n or cfg.sample.n, seed=seed, sampler=sampler, steps=steps, eta=eta).numpy()
         samples = np.asarray(samples, dtype=np.float32)
@@ -299,6 +407,9 @@ def evaluate(run_dir, samples=None, n: int | None = None, seed: int = 0, *, samp
 def check_writable(path: Path) -> None:
     """Refuse early when ``path``'s folder cannot be written (before any sampling)."""
     folder = Path(path).parent
+    blocker = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise RunError(f"{blocker} is a file, not a folder: choose another output path")
     folder.mkdir(parents=True, exist_ok=True)
     if not os.access(folder, os.W_OK):
         raise RunError(f"cannot write into {folder}: choose another output path")

@@ -1,5 +1,7 @@
 """Data sets: 2-D distributions (generated) and images (built-in or from disk)."""
 
+from pathlib import Path
+
 from ..errors import DataError
 from .base import Dataset, to_uint8
 from .toy2d import TOY2D, load_toy2d, sample_toy2d
@@ -23,6 +25,8 @@ def load_dataset(data_cfg, seed: int = 0) -> Dataset:
     from .images import is_image_source, load_image_data
 
     if not is_image_source(name):
+        if "/" in name or "\\" in name or Path(name).suffix:
+            raise DataError(f"data path {name} does not exist: check the path (relative to {Path.cwd()})")
         raise DataError(
             f"unknown data set {name!r}: use a 2-D set ({', '.join(TOY2D)}), a built-in image set "
             "(digits, mnist) or the path of an image folder, .npz/.npy file, IDX file or CIFAR-10 binary batches"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import re
 import tarfile
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -22,6 +23,10 @@ import numpy as np
 from ..errors import DataError
 
 CHANNEL_SIZES = (1, 3, 4)
+#: what NumPy raises on a damaged .npy/.npz (a garbled header is parsed as a Python literal; zipfile
+#: reports garbled flags as unsupported compression or encryption)
+NUMPY_READ_ERRORS = (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError, zipfile.BadZipFile, zlib.error,
+                     MemoryError, NotImplementedError, RuntimeError)
 IDX_IMAGES = re.compile(r"images([.-])idx3-ubyte(\.gz)?$")
 CIFAR_DIR = "cifar-10-batches-bin"
 CIFAR_PICKLED_DIR = "cifar-10-batches-py"
@@ -54,9 +59,22 @@ def read_npy(path: Path, split: str) -> Raw:
     single_split(path, split)
     try:
         arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise DataError(f"cannot read {path} as a .npy array ({e}); the file is corrupt or not a NumPy file") from e
+    except NUMPY_READ_ERRORS as e:
+        raise _numpy_error(path, e, "a .npy array") from e
     return Raw(to_nchw_uint8(arr, path))
+
+
+def _numpy_error(path: Path, e: Exception, what: str) -> DataError:
+    if "allow_pickle" in str(e):
+        return DataError(f"{path} holds Python objects (pickled arrays), which are never loaded because unpickling "
+                         "can run code; save numeric arrays (e.g. np.savez(path, x=uint8_images))")
+    return DataError(f"cannot read {path} as {what} ({one_line(e)}); the file is corrupt or not a NumPy file")
+
+
+def one_line(e: Exception) -> str:
+    """The first line of an exception's message (library messages can span several)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return lines[0] if lines else type(e).__name__
 
 
 def read_npz(path: Path, split: str) -> Raw:
@@ -65,10 +83,8 @@ def read_npz(path: Path, split: str) -> Raw:
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise DataError(
-            f"cannot read {path} as a .npz archive ({e}); the file is corrupt or not a NumPy archive"
-        ) from e
+    except NUMPY_READ_ERRORS as e:
+        raise _numpy_error(path, e, "a .npz archive") from e
     x_key = next((k for k in ("arr_0", "x", "images") if k in arrays), None)
     if x_key is None:
         raise DataError(
@@ -116,6 +132,9 @@ def to_nchw_uint8(arr: np.ndarray, path: Path) -> np.ndarray:
         return np.ascontiguousarray(arr, dtype=np.uint8)
     if not np.issubdtype(arr.dtype, np.floating):
         raise DataError(f"{path}: pixels of type {arr.dtype} are not numbers; save uint8 or float images")
+    bad = int((~np.isfinite(arr)).sum())
+    if bad:
+        raise DataError(f"{path}: {bad} pixel values are NaN or infinite; fix or drop those images")
     lo, hi = float(arr.min()), float(arr.max())
     if not (-1.0 <= lo and hi <= 1.0):
         raise DataError(
@@ -219,7 +238,7 @@ def read_maybe_gzip(path: Path) -> bytes:
     try:
         return gzip.decompress(data)
     except (OSError, EOFError, zlib.error) as e:
-        raise DataError(f"{path} is a damaged gzip file ({e}); download it again") from e
+        raise DataError(f"{path} is a damaged gzip file ({one_line(e)}); download it again") from e
 
 
 # ---------------------------------------------------------------- CIFAR-10 binary version
@@ -248,7 +267,8 @@ def read_cifar10(path: Path, split: str) -> Raw:
                     if member.isfile() and name in files:
                         files[name] = tar.extractfile(member).read()
         except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-            raise DataError(f"cannot read {path} as a tar archive ({e}); download cifar-10-binary.tar.gz again") from e
+            raise DataError(f"cannot read {path} as a tar archive ({one_line(e)}); "
+                            "download cifar-10-binary.tar.gz again") from e
     else:
         folder = path / CIFAR_DIR if (path / CIFAR_DIR).is_dir() else path
         files = {name: (folder / name).read_bytes() if (folder / name).is_file() else None for name in files}

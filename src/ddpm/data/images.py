@@ -18,6 +18,7 @@ pixels (N, C, H, W) with int64 labels where the source has them. Sources:
 
 from __future__ import annotations
 
+import warnings
 from importlib.resources import as_file, files
 from pathlib import Path
 
@@ -167,7 +168,20 @@ def read_folder(root: Path, split: str, image_size: int | None, channels: int | 
             f"{splits[split]} mixes images in class sub-folders with images directly in it; "
             "put every image in a class sub-folder, or none"
         )
-    arrays = [read_image(splits[split].joinpath(*p), image_size, channels) for p in mine]
+    arrays, kept, bad = [], [], []
+    for p in mine:
+        try:
+            arrays.append(read_image(splits[split].joinpath(*p), image_size, channels))
+            kept.append(p)
+        except DataError:
+            bad.append("/".join(p))
+    if not arrays:
+        raise DataError(f"none of the {len(mine)} image files in {splits[split]} can be read (first: {bad[0]}); "
+                        "replace the files")
+    if bad:
+        warnings.warn(f"skipped {len(bad)} of {len(mine)} image files in {splits[split]} that cannot be read "
+                      f"(first: {bad[0]}); the other {len(kept)} are used", stacklevel=2)
+    mine = kept
     if any(a.ndim == 3 for a in arrays):
         arrays = [a if a.ndim == 3 else np.repeat(a[..., None], 3, axis=2) for a in arrays]
     sizes = {a.shape[:2]: p for a, p in zip(arrays, mine, strict=True)}

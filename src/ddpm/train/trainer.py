@@ -27,11 +27,14 @@ from tqdm.auto import tqdm
 
 from ..config import TrainConfig
 from ..data.base import Dataset
-from ..errors import ConfigError
+from ..errors import ConfigError, RunError
+from ..validate import check_train
 from . import checkpoint as ckpt
 from .distributed import all_reduce_max, all_reduce_sum, init_distributed, resolve_device
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: share of a time budget's remaining seconds given to training steps (the rest: pictures, checkpoints)
+BUDGET_SHARE = 0.95
 
 
 def stream_seed(seed: int, rank: int, stream: int) -> int:
@@ -52,13 +55,13 @@ class Trainer:
 
     def __init__(self, process, model, data: Dataset, cfg: TrainConfig | None = None, *, run_dir=None, seed: int = 0,
                  class_conditional: bool = False, on_snapshot=None, on_evaluate=None,
-                 weights_metadata: dict | None = None):
+                 weights_metadata: dict | None = None, clock=time.perf_counter):
         self.cfg = cfg = cfg or TrainConfig()
-        self._validate(cfg)
+        check_train(cfg)
         self.process, self.data, self.seed = process, data, seed
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.on_snapshot, self.weights_metadata = on_snapshot, weights_metadata or {}
-        self.on_evaluate = on_evaluate
+        self.on_evaluate, self.now = on_evaluate, clock
         self.class_conditional = class_conditional
         if class_conditional and data.y is None:
             raise ConfigError("class-conditional training needs a data set with labels")
@@ -94,7 +97,12 @@ class Trainer:
             raise ConfigError(f"{len(data)} examples cannot be shared among {self.dist.world_size} processes")
         self.order, self.pos = torch.empty(0, dtype=torch.long), 0
         self.step, self.elapsed = 0, 0.0
-        self.clock = 0.0  # seconds of training all ranks agree on: drives the time budget
+        self.clock = 0.0  # seconds of training all ranks agree on: decides when a time budget is spent
+        # the number of steps the learning-rate schedule spans: train.steps, or with train.minutes the
+        # steps that fit the time, measured once (:meth:`calibrate`) and kept in every checkpoint
+        self.step_budget = None if cfg.minutes is not None else cfg.steps
+        self.budget_minutes, self.seconds_per_step = None, None
+        self.nonfinite_in_a_row = 0
         self.history: list[dict] = []
         self._stop_requested = False
         self.writer = self._tensorboard() if cfg.tensorboard and self.run_dir and self.dist.is_main else None
@@ -107,41 +115,18 @@ class Trainer:
             raise ConfigError("train.tensorboard needs TensorBoard: pip install 'ddpm[tensorboard]'") from None
         return SummaryWriter(str(self.run_dir / "tensorboard"))
 
-    @staticmethod
-    def _validate(cfg: TrainConfig) -> None:
-        checks = [
-            (cfg.optimizer in ("adam", "adamw"), f"train.optimizer must be adam or adamw, got {cfg.optimizer!r}"),
-            (cfg.decay in ("constant", "cosine", "linear"), f"train.decay must be constant, cosine or linear, got {cfg.decay!r}"),
-            (cfg.precision in PRECISIONS, f"train.precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}"),
-            (cfg.steps >= 1, f"train.steps must be >= 1, got {cfg.steps}"),
-            (cfg.batch_size >= 1, f"train.batch_size must be >= 1, got {cfg.batch_size}"),
-            (cfg.grad_accum >= 1, f"train.grad_accum must be >= 1, got {cfg.grad_accum}"),
-            (cfg.lr > 0, f"train.lr must be positive, got {cfg.lr}"),
-            (0 <= cfg.ema_decay < 1, f"train.ema_decay must lie in [0, 1), got {cfg.ema_decay}"),
-            (cfg.minutes is None or cfg.minutes > 0, f"train.minutes must be positive, got {cfg.minutes}"),
-            (cfg.log_every >= 1, f"train.log_every must be >= 1, got {cfg.log_every}"),
-            (cfg.eval_every >= 0, f"train.eval_every must be >= 0 (0: never), got {cfg.eval_every}"),
-            (cfg.eval_n >= 2, f"train.eval_n must be >= 2, got {cfg.eval_n}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
-
     # ------------------------------------------------------------------ pieces
-    def lr_at(self, step: int, elapsed: float = 0.0) -> float:
-        """Linear warm-up to ``lr``, then constant, cosine or linear decay to ``min_lr``. The decay
-        runs over whichever budget is nearer its end: ``steps``, or, with ``minutes`` set, the wall
-        clock (``elapsed`` seconds of training), so that a run stopped by its time budget still ends
-        with its learning rate annealed."""
+    def lr_at(self, step: int) -> float:
+        """Linear warm-up to ``lr``, then constant, cosine or linear decay to ``min_lr`` over the step
+        budget (``steps``, or the steps a time budget holds: see :meth:`calibrate`). A function of the
+        step alone: the wall clock never reaches the maths, so a run is reproducible."""
         cfg = self.cfg
         if step < cfg.warmup:
             return cfg.lr * (step + 1) / cfg.warmup
         if cfg.decay == "constant":
             return cfg.lr
-        progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-        if cfg.minutes is not None:
-            progress = max(progress, elapsed / (60.0 * cfg.minutes))
-        progress = min(1.0, progress)
+        total = self.step_budget or cfg.steps
+        progress = min(1.0, (step - cfg.warmup) / max(1, total - cfg.warmup))
         shape = 0.5 * (1 + math.cos(math.pi * progress)) if cfg.decay == "cosine" else 1 - progress
         return cfg.min_lr + (cfg.lr - cfg.min_lr) * shape
 
@@ -176,13 +161,18 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def train_step(self, stats: torch.Tensor) -> float:
-        """One optimizer step over ``grad_accum`` micro-batches; adds loss sums to ``stats``."""
+    def train_step(self, stats: "StepStats") -> float:
+        """One optimizer step over ``grad_accum`` micro-batches; adds its losses to ``stats``.
+
+        A non-finite loss or gradient norm skips the step: optimizer, EMA and step counter stay as
+        they were (the next batch is drawn), the skip is counted, and after ``train.max_nonfinite``
+        in a row the run stops with :class:`RunError` (its checkpoints untouched)."""
         cfg = self.cfg
-        lr = self.lr_at(self.step, self.clock)
+        lr = self.lr_at(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         T = self.process.num_timesteps
+        seen = []
         for micro in range(cfg.grad_accum):
             x, kwargs = self.next_batch()
             t = self.process.sample_timesteps(x.shape[0], self.device, self.data_gen)
@@ -192,46 +182,63 @@ class Trainer:
                 losses = self.process.training_losses(self.net, x, t, noise, kwargs)["loss"]
                 loss = losses.mean() / cfg.grad_accum
             self.scaler.scale(loss).backward()
-            with torch.no_grad():
-                quartile = (t * 4 // T).clamp(max=3)
-                stats[0] += losses.sum().detach().float()
-                stats[1] += len(losses)
-                stats[2:6].index_add_(0, quartile, losses.detach().float())
-                stats[6:10].index_add_(0, quartile, torch.ones_like(losses, dtype=torch.float32))
+            seen.append((losses.detach(), (t * 4 // T).clamp(max=3)))
         self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip or float("inf"))
+        if not torch.isfinite(grad_norm):  # also catches a non-finite loss (DDP: the same on every rank)
+            self._skip_nonfinite(stats)
+            return lr
+        self.nonfinite_in_a_row = 0
+        for losses, quartile in seen:
+            stats.add_losses(losses, quartile)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.update_ema()
         self.step += 1
-        stats[10] += grad_norm.detach().float()
-        stats[11] += 1
+        stats.add_grad_norm(grad_norm.detach())
         return lr
+
+    def _skip_nonfinite(self, stats: "StepStats") -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.update()  # fp16: lowers the loss scale, as GradScaler does on overflow
+        stats.add_skipped()
+        self.nonfinite_in_a_row += 1
+        if self.nonfinite_in_a_row >= self.cfg.max_nonfinite:
+            scale = f" (fp16 loss scale {self.scaler.get_scale():.3g})" if self.scaler.is_enabled() else ""
+            raise RunError(f"non-finite loss or gradients in {self.nonfinite_in_a_row} steps in a row at step "
+                           f"{self.step}{scale}: lower train.lr, keep train.grad_clip, or use fp32; the run's "
+                           "checkpoints are untouched")
 
     # --------------------------------------------------------------- the loop
     def run(self, max_steps: int | None = None) -> "Trainer":
-        """Train until ``cfg.steps`` or ``cfg.minutes``; ``max_steps`` stops this call earlier
-        (with a checkpoint, as an interruption would), to be continued by another ``run``."""
+        """Train until the step budget (``cfg.steps``, or what ``cfg.minutes`` holds) or the time is
+        spent; ``max_steps`` stops this call earlier (with a checkpoint, as an interruption would),
+        to be continued by another ``run``."""
         cfg = self.cfg
-        stop_at = cfg.steps if max_steps is None else min(cfg.steps, self.step + max_steps)
+        run_start, elapsed_before = self.now(), self.elapsed  # calibration time counts against the budget
+        if self.step_budget is None or (cfg.minutes is not None and cfg.minutes != self.budget_minutes):
+            self.calibrate()
+        stop_at = self.step_budget if max_steps is None else min(self.step_budget, self.step + max_steps)
         main = self.dist.is_main
         # redirected to a file, the bar writes every 30 s instead of ten times a second
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not (cfg.progress and main), unit="step",
+        bar = tqdm(total=self.step_budget, initial=self.step, disable=not (cfg.progress and main), unit="step",
                    dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 30)
-        stats = torch.zeros(12, device=self.device)
-        window_start, window_step = time.perf_counter(), self.step
-        run_start, elapsed_before = time.perf_counter(), self.elapsed
+        stats = StepStats(self.device)
+        window_start, window_step = self.now(), self.step
         self.clock = self.elapsed
         self.model.train()
         previous = self._install_signal_handlers()
         try:
             while self.step < stop_at:
+                before = self.step
                 lr = self.train_step(stats)
+                self.elapsed = elapsed_before + self.now() - run_start
+                if self.step == before:  # a skipped step: no log, checkpoint or picture for it
+                    continue
                 bar.update(1)
-                self.elapsed = elapsed_before + time.perf_counter() - run_start
                 if self.step % cfg.log_every == 0 or self.step == stop_at:
-                    now = time.perf_counter()
+                    now = self.now()
                     record = self._log_record(stats, lr, (self.step - window_step) / max(now - window_start, 1e-9))
                     bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
                     stats.zero_()
@@ -247,18 +254,66 @@ class Trainer:
         finally:
             bar.close()
             self._restore_signal_handlers(previous)
-        if stats[1] > 0:
-            self._log_record(stats, self.lr_at(max(self.step - 1, 0), self.clock), float("nan"))
+        if stats.count > 0:
+            self._log_record(stats, self.lr_at(max(self.step - 1, 0)), float("nan"))
         self.save_checkpoint()
-        if self.step >= cfg.steps or self._time_up():
+        if self.finished:
             self.save_weights()
         self._snapshot()
         return self
 
+    @property
+    def finished(self) -> bool:
+        """The step budget or the time budget is spent."""
+        return self.step >= self.step_budget or self._time_up()
+
+    # ----------------------------------------------------------- time budgets
+    def calibrate(self, steps: int = 20) -> int:
+        """Turn the time budget into a step budget: time ``steps`` real training steps after one
+        untimed warm-up step, rewind model, EMA, optimizer, scaler and random streams to where they
+        were, and keep the steps that fill :data:`BUDGET_SHARE` of the remaining time (at most
+        ``cfg.steps``). Under DDP every rank takes the same steps and the slowest rank's speed
+        counts. The budget is logged and kept in every checkpoint, so a resumed run anneals exactly
+        as an uninterrupted one, and ``--steps N`` without ``--minutes`` reproduces the run."""
+        cfg = self.cfg
+        began = self.now()
+        saved = self._memory_state()
+        scratch = StepStats(self.device)
+        self.model.train()
+        self.train_step(scratch)  # first-step costs (allocation, compilation) are not the speed
+        start = self.now()
+        for _ in range(steps):
+            self.train_step(scratch)
+        per_step = torch.tensor([(self.now() - start) / steps], dtype=torch.float64, device=self.device)
+        self.seconds_per_step = float(all_reduce_max(per_step, self.dist))
+        self._load_memory_state(saved)
+        remaining = 60.0 * cfg.minutes - self.elapsed - (self.now() - began)
+        fits = max(0, int(BUDGET_SHARE * remaining / max(self.seconds_per_step, 1e-9)))
+        self.step_budget = min(cfg.steps, self.step + fits)
+        self.budget_minutes = cfg.minutes
+        record = {"step": self.step, "calibration": {"seconds_per_step": self.seconds_per_step, "minutes": cfg.minutes,
+                                                     "step_budget": self.step_budget}}
+        self.history.append(record)
+        self._append_metrics(record)
+        return self.step_budget
+
+    def _memory_state(self) -> dict:
+        return {"model": copy.deepcopy(self.model.state_dict()), "ema": copy.deepcopy(self.ema.state_dict()),
+                "optimizer": copy.deepcopy(self.optimizer.state_dict()), "scaler": self.scaler.state_dict(),
+                "rng": {k: v.clone() for k, v in self._rng_state().items()}, "pos": self.pos, "step": self.step,
+                "skips": self.nonfinite_in_a_row}
+
+    def _load_memory_state(self, saved: dict) -> None:
+        self.model.load_state_dict(saved["model"])
+        self.ema.load_state_dict(saved["ema"])
+        self._load_optimizer(saved["optimizer"])
+        self.scaler.load_state_dict(saved["scaler"])
+        self._set_rng_state(saved["rng"], "")
+        self.pos, self.step, self.nonfinite_in_a_row = saved["pos"], saved["step"], saved["skips"]
+
     def _should_stop(self) -> bool:
-        """Stop on a signal or the time budget. Under DDP all ranks agree every 10 steps, on that
-        and on the clock (the slowest rank's), so that a time-annealed learning rate is the same
-        on every rank."""
+        """Stop on a signal or when the time is spent. Under DDP all ranks agree every 10 steps, on
+        that and on the clock (the slowest rank's), so that they stop at the same step."""
         if not self.dist.enabled:
             self.clock = self.elapsed
             return self._stop_requested or self._time_up()
@@ -289,30 +344,40 @@ class Trainer:
     def _request_stop(self, signum, frame) -> None:
         self._stop_requested = True
 
-    def _log_record(self, stats: torch.Tensor, lr: float, steps_per_sec: float) -> dict:
-        s = all_reduce_sum(stats.clone(), self.dist).tolist()
-        record = {"step": self.step, "loss": s[0] / max(s[1], 1)}
+    def _log_record(self, stats: "StepStats", lr: float, steps_per_sec: float) -> dict:
+        s = stats.reduced(self.dist)
+        record = {"step": self.step, "loss": s["loss_sum"] / max(s["count"], 1)}
         for q in range(4):
-            record[f"loss_q{q}"] = s[2 + q] / s[6 + q] if s[6 + q] else None
+            record[f"loss_q{q}"] = s["quartile_loss"][q] / s["quartile_count"][q] if s["quartile_count"][q] else None
         record.update(
             lr=lr,
-            grad_norm=s[10] / max(s[11], 1),
+            grad_norm=s["grad_norm_sum"] / max(s["grad_norm_count"], 1),
+            nonfinite_skipped=int(s["skipped"]),
             steps_per_sec=steps_per_sec,
             examples_per_sec=steps_per_sec * self.cfg.batch_size * self.cfg.grad_accum * self.dist.world_size,
             elapsed=self.elapsed,
         )
         record = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
         self.history.append(record)
-        if self.run_dir is not None and self.dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+        self._append_metrics(record)
         if self.writer is not None:
             for key, value in record.items():
                 if key != "step" and value is not None:
                     self.writer.add_scalar(f"train/{key}", value, self.step)
             self.writer.flush()
         return record
+
+    def _append_metrics(self, record: dict) -> None:
+        """One line of ``metrics.jsonl`` (rank 0); a failed write (a full disk) is one clear error."""
+        if self.run_dir is None or not self.dist.is_main:
+            return
+        path = self.run_dir / "metrics.jsonl"
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            with open(path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:
+            raise RunError(f"could not write {path} ({e.strerror or e}): free disk space and resume the run") from None
 
     def _snapshot(self) -> None:
         if self.on_snapshot is not None and self.dist.is_main:
@@ -324,9 +389,7 @@ class Trainer:
             return
         record = {"step": self.step, "eval": self.on_evaluate(self, self.step)}
         self.history.append(record)
-        if self.run_dir is not None:
-            with open(self.run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+        self._append_metrics(record)
         if self.writer is not None:
             for key, value in headline_metrics(record["eval"]).items():
                 self.writer.add_scalar(f"eval/{key}", value, self.step)
@@ -343,6 +406,22 @@ class Trainer:
         if self.device.type == "cuda":
             state["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         return state
+
+    def _set_rng_state(self, tensors: dict, prefix: str) -> None:
+        torch.set_rng_state(tensors[f"{prefix}rng.torch"])
+        self.data_gen.set_state(tensors[f"{prefix}rng.data"])
+        self.noise_gen.set_state(tensors[f"{prefix}rng.noise"])
+        if self.device.type == "cuda" and f"{prefix}rng.cuda" in tensors:
+            torch.cuda.set_rng_state(tensors[f"{prefix}rng.cuda"], self.device)
+        self.order = tensors[f"{prefix}data.order"].clone()
+
+    def _load_optimizer(self, state_dict: dict) -> None:
+        self.optimizer.load_state_dict(state_dict)
+        for p in self.params:  # give moments the parameter's memory format (channels-last is saved contiguous)
+            state = self.optimizer.state[p]
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == p.shape:
+                    state[key] = torch.empty_like(p).copy_(value)
 
     def save_checkpoint(self) -> None:
         """Checkpoint weights, EMA, optimizer, scaler, step, every rank's RNG and data order."""
@@ -367,6 +446,9 @@ class Trainer:
             "pos": [e["pos"] for _, e in gathered],
             "optimizer": opt_meta,
             "scaler": self.scaler.state_dict(),
+            "step_budget": self.step_budget,
+            "budget_minutes": self.budget_minutes,
+            "seconds_per_step": self.seconds_per_step,
         }
         ckpt.save_checkpoint(self.run_dir, self.step, weights, tensors, meta, self.cfg.keep_checkpoints)
 
@@ -378,32 +460,84 @@ class Trainer:
         ckpt.atomic_save(self.ema.state_dict(), self.run_dir / "model.safetensors", meta)
 
     def resume(self, checkpoint_dir=None) -> "Trainer":
-        """Continue from a checkpoint (default: the newest in ``run_dir``) exactly where it stopped."""
-        path = Path(checkpoint_dir) if checkpoint_dir else ckpt.latest_checkpoint(self.run_dir)
-        self.model.load_state_dict(ckpt.load_weights(path / ckpt.WEIGHTS, "model"))
-        self.ema.load_state_dict(ckpt.load_weights(path / ckpt.WEIGHTS, "ema"))
-        tensors, meta = ckpt.load_state(path)
-        self.optimizer.load_state_dict(ckpt.unflatten_optimizer(tensors, meta["optimizer"]))
-        for p in self.params:  # give moments the parameter's memory format (channels-last is saved contiguous)
-            state = self.optimizer.state[p]
-            for key, value in state.items():
-                if torch.is_tensor(value) and value.shape == p.shape:
-                    state[key] = torch.empty_like(p).copy_(value)
+        """Continue from a checkpoint exactly where it stopped: ``checkpoint_dir``, or the newest intact
+        one in ``run_dir`` (damaged newer ones are passed over with a warning that names them)."""
+        if checkpoint_dir is not None:
+            path = Path(checkpoint_dir)
+            weights, tensors, meta = ckpt.load_checkpoint(path)
+        else:
+            found = ckpt.newest_intact_checkpoint(self.run_dir)
+            if found is None:
+                raise RunError(f"no checkpoint in {self.run_dir / 'checkpoints'} to resume from")
+            path, (weights, tensors, meta), skipped = found
+            if skipped:
+                warnings.warn(f"resuming from {path.name}, the newest intact checkpoint: {'; '.join(skipped)}",
+                              stacklevel=2)
+        try:
+            self.model.load_state_dict(ckpt.strip_prefix(weights, "model"))
+            self.ema.load_state_dict(ckpt.strip_prefix(weights, "ema"))
+        except RuntimeError as e:
+            raise RunError(f"{path} does not fit this network ({_first_line(e)}): resume with the run's own "
+                           "configuration") from None
+        self._load_optimizer(ckpt.unflatten_optimizer(tensors, meta["optimizer"]))
         self.scaler.load_state_dict(meta["scaler"])
         self.step, self.elapsed = int(meta["step"]), float(meta["elapsed"])
+        if self.cfg.minutes is None:
+            self.step_budget, self.budget_minutes = self.cfg.steps, None
+        elif meta.get("step_budget") is not None and meta.get("budget_minutes") == self.cfg.minutes:
+            self.step_budget = min(self.cfg.steps, int(meta["step_budget"]))  # the budget of the run so far
+            self.budget_minutes, self.seconds_per_step = meta["budget_minutes"], meta["seconds_per_step"]
         r = self.dist.rank
         if meta["world_size"] == self.dist.world_size:
-            torch.set_rng_state(tensors[f"rank{r}.rng.torch"])
-            self.data_gen.set_state(tensors[f"rank{r}.rng.data"])
-            self.noise_gen.set_state(tensors[f"rank{r}.rng.noise"])
-            if self.device.type == "cuda" and f"rank{r}.rng.cuda" in tensors:
-                torch.cuda.set_rng_state(tensors[f"rank{r}.rng.cuda"], self.device)
-            self.order, self.pos = tensors[f"rank{r}.data.order"], int(meta["pos"][r])
+            self._set_rng_state(tensors, f"rank{r}.")
+            self.pos = int(meta["pos"][r])
         else:
             warnings.warn(
                 f"checkpoint written by {meta['world_size']} processes, resuming with {self.dist.world_size}: "
                 "weights and optimizer continue, random streams restart", stacklevel=2)
         return self
+
+
+class StepStats:
+    """Sums over the steps since the last log record, in one tensor on the training device (one
+    all-reduce under DDP, no host sync per step), addressed by name."""
+
+    SLOTS = {"loss_sum": slice(0, 1), "count": slice(1, 2), "quartile_loss": slice(2, 6),
+             "quartile_count": slice(6, 10), "grad_norm_sum": slice(10, 11), "grad_norm_count": slice(11, 12),
+             "skipped": slice(12, 13)}
+
+    def __init__(self, device):
+        self.values = torch.zeros(13, device=device)
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self.values[self.SLOTS[name]]
+
+    @torch.no_grad()
+    def add_losses(self, losses: torch.Tensor, quartile: torch.Tensor) -> None:
+        losses = losses.float()
+        self["loss_sum"].add_(losses.sum())
+        self["count"].add_(len(losses))
+        self["quartile_loss"].index_add_(0, quartile, losses)
+        self["quartile_count"].index_add_(0, quartile, torch.ones_like(losses))
+
+    def add_grad_norm(self, norm: torch.Tensor) -> None:
+        self["grad_norm_sum"].add_(norm.float())
+        self["grad_norm_count"].add_(1)
+
+    def add_skipped(self) -> None:
+        self["skipped"].add_(1)
+
+    @property
+    def count(self) -> float:
+        return float(self["count"])
+
+    def zero_(self) -> None:
+        self.values.zero_()
+
+    def reduced(self, dist_info) -> dict:
+        """The sums over every rank, as Python numbers (lists for the quartiles)."""
+        total = all_reduce_sum(self.values.clone(), dist_info).tolist()
+        return {k: total[s][0] if s.stop - s.start == 1 else total[s] for k, s in self.SLOTS.items()}
 
 
 def headline_metrics(result: dict) -> dict[str, float]:
@@ -412,6 +546,11 @@ def headline_metrics(result: dict) -> dict[str, float]:
     out.update({f"classifier_{k}": m["value"] for k, m in result.get("classifier", {}).items()
                 if isinstance(m, dict) and "value" in m})
     return out
+
+
+def _first_line(e: Exception) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return " ".join(lines[:3])[:300]
 
 
 def _local_rank() -> int:

@@ -1,0 +1,160 @@
+"""The one validation pass over a resolved configuration, run by every command before any work.
+
+Types are checked as values are set (:mod:`ddpm.config`); here every field's range and
+choices, and the rules between fields (sampling steps within T, the learning-rate floor
+below the rate, ...). Choices come from the modules that implement them, so a new
+schedule or sampler is accepted here as soon as it exists. A failed check raises
+:class:`~ddpm.errors.ConfigError` naming the field, the value and the fix.
+"""
+
+from __future__ import annotations
+
+from typing import get_args
+
+from .errors import ConfigError
+
+OPTIMIZERS = ("adam", "adamw")
+DECAYS = ("constant", "cosine", "linear")
+PRECISIONS = ("fp32", "bf16", "fp16")
+MODEL_KINDS = ("mlp", "unet", "diffusers")
+ATTENTIONS = ("full", "linear")
+SPLITS = ("train", "test")
+
+
+def _fail(field: str, value, fix: str):
+    raise ConfigError(f"{field}={value!r} is invalid: {fix}")
+
+
+def _choice(field: str, value, options) -> None:
+    if value not in options:
+        _fail(field, value, f"choose one of {', '.join(map(str, options))}")
+
+
+def _at_least(field: str, value, low, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if value is None or value < low:
+        _fail(field, value, f"use a value >= {low}")
+
+
+def _positive(field: str, value, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if value is None or not value > 0:
+        _fail(field, value, "use a positive value")
+
+
+def check_data(d) -> None:
+    if not isinstance(d.name, str) or not d.name.strip():
+        _fail("data.name", d.name, "name a data set or a path")
+    _at_least("data.n", d.n, 1)
+    _choice("data.split", d.split, SPLITS)
+    _at_least("data.image_size", d.image_size, 1, optional=True)
+    if d.channels is not None:
+        _choice("data.channels", d.channels, (1, 3))
+    if d.mean is not None and len(d.mean) != 2:
+        _fail("data.mean", d.mean, "give two numbers, e.g. data.mean=[0.0,1.0]")
+    if d.cov is not None and (len(d.cov) != 2 or any(len(row) != 2 for row in d.cov)):
+        _fail("data.cov", d.cov, "give a 2x2 matrix, e.g. data.cov=[[1.0,0.0],[0.0,1.0]]")
+
+
+def check_model(m) -> None:
+    from .nets.unet import UNET_PRESETS
+
+    _choice("model.kind", m.kind, MODEL_KINDS)
+    for name in ("width", "depth", "time_dim"):
+        _at_least(f"model.{name}", getattr(m, name), 1)
+    _choice("model.unet", m.unet, tuple(UNET_PRESETS))
+    for name in ("base_channels", "num_res_blocks", "num_heads", "num_groups"):
+        _at_least(f"model.{name}", getattr(m, name), 1, optional=True)
+    for name in ("channel_mults", "attention_resolutions"):
+        values = getattr(m, name)
+        if values is not None and any(v < 1 for v in values):
+            _fail(f"model.{name}", values, "use positive integers, e.g. [1,2,2]")
+    if m.channel_mults is not None and not m.channel_mults:
+        _fail("model.channel_mults", m.channel_mults, "give at least one level, e.g. [1,2,2]")
+    if m.dropout is not None and not 0 <= m.dropout < 1:
+        _fail("model.dropout", m.dropout, "use a probability in [0, 1)")
+    if m.attention is not None:
+        _choice("model.attention", m.attention, ATTENTIONS)
+
+
+def check_diffusion(d) -> None:
+    from .diffusion import LossType, Target, Variance
+    from .schedules import SCHEDULES
+
+    _at_least("diffusion.T", d.T, 1)
+    _choice("diffusion.schedule", d.schedule, SCHEDULES)
+    for name in ("beta_start", "beta_end"):
+        value = getattr(d, name)
+        if value is not None and not 0 < value < 1:
+            _fail(f"diffusion.{name}", value, "a beta lies in (0, 1)")
+    if d.beta_start is not None and d.beta_end is not None and d.beta_start > d.beta_end:
+        _fail("diffusion.beta_start", d.beta_start, f"it must not exceed diffusion.beta_end={d.beta_end}")
+    if d.schedule == "custom":
+        if not d.betas:
+            _fail("diffusion.betas", d.betas, "the custom schedule needs T betas in (0, 1)")
+        if len(d.betas) != d.T:
+            _fail("diffusion.T", d.T, f"the custom schedule has {len(d.betas)} betas: set diffusion.T={len(d.betas)}")
+    _choice("diffusion.target", d.target, get_args(Target))
+    _choice("diffusion.variance", d.variance, get_args(Variance))
+    _choice("diffusion.loss", d.loss, get_args(LossType))
+    _positive("diffusion.min_snr_gamma", d.min_snr_gamma, optional=True)
+
+
+def check_train(t) -> None:
+    _at_least("train.steps", t.steps, 1)
+    _positive("train.minutes", t.minutes, optional=True)
+    _at_least("train.batch_size", t.batch_size, 1)
+    _at_least("train.grad_accum", t.grad_accum, 1)
+    _positive("train.lr", t.lr)
+    _choice("train.optimizer", t.optimizer, OPTIMIZERS)
+    _at_least("train.weight_decay", t.weight_decay, 0)
+    _at_least("train.warmup", t.warmup, 0)
+    _choice("train.decay", t.decay, DECAYS)
+    _at_least("train.min_lr", t.min_lr, 0)
+    if t.min_lr > t.lr:
+        _fail("train.min_lr", t.min_lr, f"the floor of the learning rate must not exceed train.lr={t.lr}")
+    _positive("train.grad_clip", t.grad_clip, optional=True)
+    if not 0 <= t.ema_decay < 1:
+        _fail("train.ema_decay", t.ema_decay, "use a decay in [0, 1), e.g. 0.999")
+    _choice("train.precision", t.precision, PRECISIONS)
+    for name in ("log_every", "keep_checkpoints", "max_nonfinite"):
+        _at_least(f"train.{name}", getattr(t, name), 1)
+    for name in ("sample_every", "checkpoint_every", "eval_every"):
+        _at_least(f"train.{name}", getattr(t, name), 0)
+    _at_least("train.eval_n", t.eval_n, 2)
+    if t.eval_features is not None:
+        from .eval.image_metrics import FEATURES
+
+        for f in t.eval_features:
+            _choice("train.eval_features", f, FEATURES)
+    _check_device("train.device", t.device)
+
+
+def _check_device(field: str, name: str) -> None:
+    kind, _, index = name.partition(":")
+    if kind not in ("auto", "cpu", "cuda", "mps") or (index and (kind != "cuda" or not index.isdigit())):
+        _fail(field, name, "use auto, cpu, cuda, cuda:N or mps")
+
+
+def check_sample(s, T: int) -> None:
+    from .samplers import Sampler
+
+    _choice("sample.sampler", s.sampler, get_args(Sampler))
+    if s.steps is not None and not 1 <= s.steps <= T:
+        _fail("sample.steps", s.steps, f"sampling takes 1..{T} steps (diffusion.T={T}), or none for all")
+    if not s.eta >= 0:
+        _fail("sample.eta", s.eta, "DDIM's eta is >= 0 (0: deterministic, 1: as ancestral sampling)")
+    _at_least("sample.n", s.n, 1)
+    _at_least("sample.batch_size", s.batch_size, 1)
+
+
+def validate(cfg) -> None:
+    """Every section of a resolved :class:`~ddpm.config.Config`, and the rules between them."""
+    _at_least("seed", cfg.seed, 0)
+    check_data(cfg.data)
+    check_model(cfg.model)
+    check_diffusion(cfg.diffusion)
+    check_train(cfg.train)
+    check_sample(cfg.sample, cfg.diffusion.T)
