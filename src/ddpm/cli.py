@@ -157,8 +157,10 @@ def cmd_evaluate(args) -> int:
 
     if args.run is None:
         return _evaluate_file(args)
-    if args.data is not None:
-        raise RunError("--data is for --samples without a run; a run evaluates against its own data")
+    if args.data is not None or args.set:
+        raise RunError("--data and --set are for --samples without a run; a run evaluates against its own data")
+    if args.bpd:
+        _check_bpd_request(args)
     bpd = None
     if args.bpd:
         from .eval.likelihood import evaluate_bpd
@@ -184,10 +186,24 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _check_bpd_request(args) -> None:
+    """The bound's options, checked before any work (the bound may take hours)."""
+    cfg = load_config(args.run / "config.toml") if (args.run / "config.toml").is_file() else None
+    if cfg is None:
+        raise RunError(f"{args.run} is not a run directory (no config.toml): pass the --out of a `ddpm train`")
+    T = cfg.diffusion.T
+    if args.bpd_steps is not None and not 1 <= args.bpd_steps <= T:
+        raise RunError(f"--bpd-steps {args.bpd_steps} is invalid: the chain has T={T} steps; pass 1..{T}")
+    if args.bpd_n is not None and args.bpd_n < 1:
+        raise RunError(f"--bpd-n {args.bpd_n} is invalid: pass a positive number of test examples")
+    if args.bpd_batch_size < 1:
+        raise RunError(f"--bpd-batch-size {args.bpd_batch_size} is invalid: pass a positive batch size, e.g. 64")
+
+
 def _evaluate_file(args) -> int:
     from .config import Config
     from .eval.image_metrics import default_features, evaluate_images
-    from .runs import write_json
+    from .runs import check_writable, write_json
 
     if args.samples is None or args.data is None:
         raise RunError("pass a run directory, or --samples FILE.npz with --data NAME")
@@ -203,6 +219,7 @@ def _evaluate_file(args) -> int:
     data = cfg.data
     samples = _read_samples(args.samples)
     out = args.json or args.samples.with_suffix(".eval.json")
+    check_writable(out)
     result = evaluate_images(samples, data, features=_features(args.features) or default_features(data),
                              reference_split=args.ref_split, seed=args.seed, check_memorization=not args.no_memorization,
                              protocol={"samples_file": str(args.samples)}, progress=not args.quiet)

@@ -185,9 +185,10 @@ def finished_at(run_dir: Path, cfg: Config) -> int | None:
     if not (run_dir / "model.safetensors").is_file() or not ckpt.list_checkpoints(run_dir):
         return None
     meta = ckpt.read_metadata(ckpt.latest_checkpoint(run_dir) / ckpt.STATE)
-    t = cfg.train
-    done = meta["step"] >= t.steps or (t.minutes is not None and meta["elapsed"] >= 60 * t.minutes)
-    return int(meta["step"]) if done else None
+    t, step = cfg.train, int(meta["step"])
+    timed_out = t.minutes is not None and (meta["elapsed"] >= 60 * t.minutes or (
+        meta.get("budget_minutes") == t.minutes and step >= (meta.get("step_budget") or step + 1)))
+    return step if step >= t.steps or timed_out else None
 
 
 def check_network(model, data: Dataset, cfg: Config) -> None:
@@ -221,6 +222,9 @@ def train(cfg: Config, run_dir, resume: bool = False, progress: bool = True) -> 
         raise RunError(f"{run_dir} already holds a run: continue it with --resume, or choose another --out")
     if resume and state == "new":
         raise RunError(f"{run_dir} holds no run to resume: start one with --out {run_dir}")
+    if resume and finished_at(run_dir, cfg) is not None:
+        raise RunError(f"{run_dir} already finished at step {finished_at(run_dir, cfg)}: pass a larger train.steps "
+                       "or train.minutes to train longer")
     data = load_dataset(cfg.data, cfg.seed)
     if cfg.train.eval_every and data.is_image:
         from .eval.image_metrics import check_request, default_features

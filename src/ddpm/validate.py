@@ -9,13 +9,13 @@ schedule or sampler is accepted here as soon as it exists. A failed check raises
 
 from __future__ import annotations
 
+import math
 from typing import get_args
 
 from .errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw")
 DECAYS = ("constant", "cosine", "linear")
-PRECISIONS = ("fp32", "bf16", "fp16")
 MODEL_KINDS = ("mlp", "unet", "diffusers")
 ATTENTIONS = ("full", "linear")
 SPLITS = ("train", "test")
@@ -33,15 +33,15 @@ def _choice(field: str, value, options) -> None:
 def _at_least(field: str, value, low, optional: bool = False) -> None:
     if value is None and optional:
         return
-    if value is None or value < low:
-        _fail(field, value, f"use a value >= {low}")
+    if value is None or not math.isfinite(value) or not value >= low:
+        _fail(field, value, f"use a finite value >= {low}")
 
 
 def _positive(field: str, value, optional: bool = False) -> None:
     if value is None and optional:
         return
-    if value is None or not value > 0:
-        _fail(field, value, "use a positive value")
+    if value is None or not math.isfinite(value) or not value > 0:
+        _fail(field, value, "use a finite positive value")
 
 
 def check_data(d) -> None:
@@ -87,7 +87,7 @@ def check_diffusion(d) -> None:
     _choice("diffusion.schedule", d.schedule, SCHEDULES)
     for name in ("beta_start", "beta_end"):
         value = getattr(d, name)
-        if value is not None and not 0 < value < 1:
+        if value is not None and not 0 < value < 1:  # (False for NaN too)
             _fail(f"diffusion.{name}", value, "a beta lies in (0, 1)")
     if d.beta_start is not None and d.beta_end is not None and d.beta_start > d.beta_end:
         _fail("diffusion.beta_start", d.beta_start, f"it must not exceed diffusion.beta_end={d.beta_end}")
@@ -116,9 +116,11 @@ def check_train(t) -> None:
     if t.min_lr > t.lr:
         _fail("train.min_lr", t.min_lr, f"the floor of the learning rate must not exceed train.lr={t.lr}")
     _positive("train.grad_clip", t.grad_clip, optional=True)
-    if not 0 <= t.ema_decay < 1:
+    if not 0 <= t.ema_decay < 1:  # (False for NaN too)
         _fail("train.ema_decay", t.ema_decay, "use a decay in [0, 1), e.g. 0.999")
-    _choice("train.precision", t.precision, PRECISIONS)
+    from .train.trainer import PRECISIONS
+
+    _choice("train.precision", t.precision, tuple(PRECISIONS))
     for name in ("log_every", "keep_checkpoints", "max_nonfinite"):
         _at_least(f"train.{name}", getattr(t, name), 1)
     for name in ("sample_every", "checkpoint_every", "eval_every"):
@@ -144,7 +146,7 @@ def check_sample(s, T: int) -> None:
     _choice("sample.sampler", s.sampler, get_args(Sampler))
     if s.steps is not None and not 1 <= s.steps <= T:
         _fail("sample.steps", s.steps, f"sampling takes 1..{T} steps (diffusion.T={T}), or none for all")
-    if not s.eta >= 0:
+    if not (math.isfinite(s.eta) and s.eta >= 0):
         _fail("sample.eta", s.eta, "DDIM's eta is >= 0 (0: deterministic, 1: as ancestral sampling)")
     _at_least("sample.n", s.n, 1)
     _at_least("sample.batch_size", s.batch_size, 1)
