@@ -6,9 +6,10 @@ evaluates the EMA weights of each checkpoint as ``ddpm evaluate RUN --checkpoint
 ``--n`` samples with the preset's sampler, Inception FID/KID/precision/recall (MNIST) and the
 classifier FID/KID (both), each beside its data-versus-data floor at the same n. Records the
 training minutes of each checkpoint (from metrics.jsonl) and the seconds each evaluation took
-(sampling, metrics). Writes JSON and a plot.
+(sampling and metrics). Writes JSON and a plot.
 
     python benchmarks/image_time_to_quality.py --data mnist digits
+    python benchmarks/image_time_to_quality.py --data mnist --reuse --every 2   # evaluate a finished run
 """
 
 import argparse
@@ -39,22 +40,29 @@ def training_minutes(run_dir: Path) -> dict[int, float]:
     return {r["step"]: r["elapsed"] / 60 for r in rows if "elapsed" in r}
 
 
-def run(name: str, n: int, work: Path) -> dict:
+def run(name: str, n: int, work: Path, every: int = 1, reuse: bool = False) -> dict:
     cfg = make_config(data=name, overrides={"train.keep_checkpoints": 1000})
     run_dir = work / name
-    shutil.rmtree(run_dir, ignore_errors=True)
-    start = time.perf_counter()
-    trainer = train(cfg, run_dir, progress=False)
-    wall = time.perf_counter() - start
+    wall = None
+    if not reuse:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        start = time.perf_counter()
+        train(cfg, run_dir, progress=False)
+        wall = time.perf_counter() - start
     minutes = training_minutes(run_dir)
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    last = [r for r in rows if "elapsed" in r][-1]
+    calibration = next((r["calibration"] for r in rows if "calibration" in r), None)
+    checkpoints = list_checkpoints(run_dir)
+    chosen = [c for i, c in enumerate(checkpoints) if (i + 1) % every == 0 or c == checkpoints[-1]]
     curve = []
-    for ckpt in list_checkpoints(run_dir):
+    for ckpt in chosen:
         step = int(ckpt.name[5:])
         t0 = time.perf_counter()
         result = evaluate(run_dir, n=n, checkpoint=step, features=FEATURES[name], check_memorization=False,
                           out=run_dir / f"eval_{step:08d}.json")
         seconds = time.perf_counter() - t0
-        point = {"step": step, "train_minutes": round(minutes.get(step, trainer.elapsed / 60), 2),
+        point = {"step": step, "train_minutes": round(minutes[step], 2),
                  "eval_seconds": round(seconds, 1)}
         for key in ("fid", "kid", "precision", "recall"):
             if key in result:
@@ -67,24 +75,26 @@ def run(name: str, n: int, work: Path) -> dict:
         curve.append(point)
         print(json.dumps({"data": name, **point}), flush=True)
     final = result
-    return {"data": name, "preset": cfg.preset, "steps_trained": trainer.step, "train_seconds": round(trainer.elapsed, 1),
-            "wall_seconds_with_pictures": round(wall, 1), "protocol": final["protocol"],
+    return {"data": name, "preset": cfg.preset, "steps_trained": last["step"], "train_seconds": round(last["elapsed"], 1),
+            "calibration": calibration, "wall_seconds_with_pictures": wall and round(wall, 1),
+            "protocol": final["protocol"],
             "inception_features": final.get("fid", {}).get("features"), "classifier": final["classifier"]["label"],
             "classifier_accuracy_heldout": final["classifier"]["accuracy_heldout"], "curve": curve}
 
 
 def plot(results: list[dict], path: Path) -> None:
-    fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 3.8), squeeze=False)
-    for ax, r in zip(axes[0], results):
+    """FID against training minutes; Inception and classifier FID on separate axes (not comparable)."""
+    panels = [(r, key, label) for r in results
+              for key, label in (("fid", "Inception FID"), ("classifier_fid", "classifier FID")) if key in r["curve"][-1]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for ax, (r, key, label) in zip(axes[0], panels):
         x = [p["train_minutes"] for p in r["curve"]]
-        for key, label, colour in (("fid", "Inception FID", "C0"), ("classifier_fid", "classifier FID", "C1")):
-            if key in r["curve"][-1]:
-                ax.plot(x, [p[key]["value"] for p in r["curve"]], "o-", c=colour, label=label)
-                ax.axhline(r["curve"][-1][key]["floor"], c=colour, ls="--", lw=1, label=f"{label}: data floor")
+        ax.plot(x, [p[key]["value"] for p in r["curve"]], "o-", c="C0", label=f"{label}@{r['protocol']['n']}")
+        ax.axhline(r["curve"][-1][key]["floor"], c="C0", ls="--", lw=1, label="data floor (same n)")
         ax.set_yscale("log")
         ax.set_xlabel("training minutes (2 CPU cores)")
-        ax.set_title(f"{r['data']}: {r['protocol']['n']} samples, {r['protocol']['sampler']}"
-                     f" {r['protocol'].get('steps') or 'all'} steps", fontsize=10)
+        ax.set_title(f"{r['data']}: {label}, {r['protocol']['sampler']} {r['protocol'].get('steps') or 'all'} steps",
+                     fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -96,9 +106,11 @@ def main():
     parser.add_argument("--data", nargs="+", default=["mnist", "digits"], choices=sorted(FEATURES))
     parser.add_argument("--n", type=int, default=1000, help="samples per evaluation")
     parser.add_argument("--work", type=Path, default=Path("benchmarks/out"), help="run directories")
+    parser.add_argument("--every", type=int, default=1, help="evaluate every N-th checkpoint (and the last)")
+    parser.add_argument("--reuse", action="store_true", help="evaluate the run already in --work, do not train")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/image_time_to_quality.json"))
     args = parser.parse_args()
-    results = [run(name, args.n, args.work) for name in args.data]
+    results = [run(name, args.n, args.work, args.every, args.reuse) for name in args.data]
     report = {
         "benchmark": "image_time_to_quality",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -22,6 +22,7 @@ from ddpm.config import DataConfig
 from ddpm.errors import ConfigError, DataError
 from ddpm.validate import validate
 
+pytestmark = pytest.mark.filterwarnings("ignore:skipped:UserWarning")  # good files beside the fuzzed one
 FUZZ = settings(max_examples=int(os.environ.get("DDPM_FUZZ_EXAMPLES", 60)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 FIELDS = [f"{s}.{f.name}" for s in SECTIONS for f in dataclasses.fields(getattr(Config(), s))] + ["seed", "preset"]

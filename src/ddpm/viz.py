@@ -20,12 +20,24 @@ from .data.base import to_uint8  # noqa: E402
 from .diffusion import spaced_timesteps  # noqa: E402
 
 
-def _save(fig, path) -> Path:
+def _atomic(path, write) -> Path:
+    """``write(temporary path)``, then rename into ``path``: a picture is whole or absent."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def _save(fig, path) -> Path:
+    try:
+        return _atomic(path, lambda p: fig.savefig(p, dpi=110, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
 
 
 def _limits(*clouds, margin=0.1):
@@ -54,10 +66,7 @@ def save_image_grid(images: torch.Tensor, path, nrow: int | None = None, scale: 
     scale = scale or max(1, 512 // grid.width)
     if scale > 1:
         grid = grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    grid.save(path)
-    return path
+    return _atomic(path, grid.save)
 
 
 def _strip(states, titles, path, reference=None, title=None) -> Path:
@@ -202,7 +211,5 @@ def reverse_gif(trajectory: torch.Tensor, path, process, frames: int = 40, durat
             scale = max(1, 256 // img.width)
             images.append(img.resize((img.width * scale, img.height * scale), Image.NEAREST))
     durations = [duration_ms] * (len(images) - 1) + [1500]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0)
-    return path
+    return _atomic(path, lambda p: images[0].save(p, save_all=True, append_images=images[1:], duration=durations,
+                                                  loop=0))
