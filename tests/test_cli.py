@@ -121,3 +121,13 @@ def test_interrupt_saves_a_checkpoint_and_resume_continues(tmp_path):
     assert r.returncode == 0, r.stderr
     assert f"trained {step + 20} steps" in r.stdout
     assert (out / "model.safetensors").is_file()
+
+
+def test_evaluate_bound_from_the_command_line(trained, capsys):
+    assert main(["evaluate", str(trained), "--bpd", "--bpd-only", "--bpd-steps", "10", "--bpd-n", "40",
+                 "--quiet"]) == 0
+    bound = json.loads((trained / "bpd.json").read_text())["bpd"]
+    assert bound["unit"] == "nats/dim" and bound["n"] == 40 and bound["steps"] == 10
+    assert "negative log-likelihood bound" in capsys.readouterr().out
+    r = run_cli("evaluate", trained, "--bpd", "--bpd-steps", "9999")  # refused before any work
+    assert r.returncode == 1 and "--bpd-steps 9999" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -222,8 +222,9 @@ def train(cfg: Config, run_dir, resume: bool = False, progress: bool = True) -> 
         raise RunError(f"{run_dir} already holds a run: continue it with --resume, or choose another --out")
     if resume and state == "new":
         raise RunError(f"{run_dir} holds no run to resume: start one with --out {run_dir}")
-    if resume and finished_at(run_dir, cfg) is not None:
-        raise RunError(f"{run_dir} already finished at step {finished_at(run_dir, cfg)}: pass a larger train.steps "
+    done = finished_at(run_dir, cfg) if resume else None
+    if done is not None:
+        raise RunError(f"{run_dir} already finished at step {done}: pass a larger train.steps "
                        "or train.minutes to train longer")
     data = load_dataset(cfg.data, cfg.seed)
     if cfg.train.eval_every and data.is_image:
