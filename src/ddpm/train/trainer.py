@@ -284,10 +284,12 @@ class Trainer:
         start = self.now()
         for _ in range(steps):
             self.train_step(scratch)
-        per_step = torch.tensor([(self.now() - start) / steps], dtype=torch.float64, device=self.device)
-        self.seconds_per_step = float(all_reduce_max(per_step, self.dist))
+        # the slowest rank's speed and time spent, so that every rank gets the same budget
+        measured = torch.tensor([(self.now() - start) / steps, self.elapsed + self.now() - began],
+                                dtype=torch.float64, device=self.device)
+        self.seconds_per_step, spent = all_reduce_max(measured, self.dist).tolist()
         self._load_memory_state(saved)
-        remaining = 60.0 * cfg.minutes - self.elapsed - (self.now() - began)
+        remaining = 60.0 * cfg.minutes - spent
         fits = max(0, int(BUDGET_SHARE * remaining / max(self.seconds_per_step, 1e-9)))
         self.step_budget = min(cfg.steps, self.step + fits)
         self.budget_minutes = cfg.minutes
