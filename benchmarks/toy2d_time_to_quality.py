@@ -43,7 +43,7 @@ def run(name: str, every: int, seed: int) -> dict:
         trainer.run(max_steps=every)
         train_seconds += time.perf_counter() - start
         start = time.perf_counter()
-        x = sample(process, trainer.ema, data.shape, range(seed, seed + 2000), batch_size=2000)
+        x = sample(process, trainer.ema, data.shape, range(seed, seed + 2000), batch_size=2000).x
         sample_seconds = time.perf_counter() - start
         sw = evaluate_points(x.numpy(), name, metrics=["sliced_wasserstein"])["sliced_wasserstein"]
         point = {"step": trainer.step, "train_seconds": round(train_seconds, 2), "sample_seconds": round(sample_seconds, 2),

@@ -131,3 +131,29 @@ def test_evaluate_bound_from_the_command_line(trained, capsys):
     assert "negative log-likelihood bound" in capsys.readouterr().out
     r = run_cli("evaluate", trained, "--bpd", "--bpd-steps", "9999")  # refused before any work
     assert r.returncode == 1 and "--bpd-steps 9999" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_exact_likelihood_beside_the_bound(trained, capsys):
+    assert main(["evaluate", str(trained), "--nll", "--nll-n", "100", "--nll-steps", "20", "--quiet"]) == 0
+    nll = json.loads((trained / "nll.json").read_text())["nll"]
+    bound = json.loads((trained / "bpd.json").read_text())["bpd"]
+    assert nll["unit"] == bound["unit"] == "nats/dim" and nll["n"] == bound["n"] == 100
+    assert np.isfinite(nll["value"]) and np.isfinite(bound["value"])
+    out = capsys.readouterr().out
+    assert "probability-flow ODE" in out and "negative log-likelihood bound" in out
+
+
+@pytest.mark.parametrize("sampler,extra", [("dpm++", []), ("heun", ["--churn", "1.0"]),
+                                           ("ddim", ["--spacing", "trailing"]), ("euler", ["--spacing", "linspace"])])
+def test_sample_with_each_sampler(trained, tmp_path, sampler, extra):
+    out = tmp_path / "s.npz"
+    assert main(["sample", str(trained), "--n", "20", "--out", str(out), "--quiet", "--sampler", sampler,
+                 "--steps", "8", *extra]) == 0
+    assert np.load(out)["arr_0"].shape == (20, 2)
+
+
+def test_bad_sampler_options_are_refused_before_work(trained, tmp_path):
+    r = run_cli("sample", trained, "--sampler", "ancestral", "--spacing", "karras", "--out", tmp_path / "s.npz")
+    assert r.returncode == 1 and "sample.spacing" in r.stderr and not (tmp_path / "s.npz").exists()
+    r = run_cli("sample", trained, "--sampler", "heun", "--churn", "-1", "--out", tmp_path / "s.npz")
+    assert r.returncode == 1 and "sample.churn" in r.stderr

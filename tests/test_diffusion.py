@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ddpm.diffusion import GaussianDiffusion, spaced_timesteps
+from ddpm.diffusion import SCHEDULE_ARRAYS, GaussianDiffusion, spaced_timesteps
 from ddpm.errors import ConfigError
 from ddpm.schedules import make_betas
 
@@ -198,7 +198,7 @@ def test_invalid_options_raise_config_error():
     with pytest.raises(ConfigError, match="target"):
         process(target="score")
     with pytest.raises(ConfigError, match="variance"):
-        process(variance="learned_range")
+        process(variance="learned")
     with pytest.raises(ConfigError, match="loss"):
         process(loss="l3")
     with pytest.raises(ConfigError, match="min_snr_gamma"):
@@ -211,4 +211,16 @@ def test_every_schedule_gives_finite_constants():
         for name in ("linear", "cosine", "quadratic", "sigmoid"):
             for T in (1, 2, 50, 1000):
                 p = GaussianDiffusion(make_betas(name, T))
-                assert all(np.all(np.isfinite(v)) for k, v in p._np.items() if k != "snr" or T > 0)
+                assert all(np.all(np.isfinite(getattr(p, k))) for k in SCHEDULE_ARRAYS)
+
+
+def test_schedule_arrays_are_public_and_read_only():
+    p = process()
+    assert isinstance(p.alphas_cumprod, np.ndarray) and p.alphas_cumprod.dtype == np.float64
+    with pytest.raises(ValueError):
+        p.betas[0] = 0.5
+    t = torch.tensor([0, 5, 9])
+    x = torch.zeros(3, 1, 4, 4, dtype=torch.float32)
+    c = p.extract("alphas_cumprod", t, x)
+    assert c.shape == (3, 1, 1, 1) and c.dtype == torch.float32
+    assert np.allclose(c.flatten().numpy(), p.alphas_cumprod[[0, 5, 9]])

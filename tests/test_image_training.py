@@ -64,15 +64,15 @@ def test_mixed_precision_trains_finite(digits, precision):
 def test_class_conditional_training_and_sampling(digits):
     tr = make(digits, conditional=True, steps=3).run()
     p = tr.process
-    a = sample(p, tr.ema, (1, 8, 8), range(4), steps=5, labels=torch.zeros(4, dtype=torch.long), clip_denoised=True)
-    b = sample(p, tr.ema, (1, 8, 8), range(4), steps=5, labels=torch.full((4,), 7), clip_denoised=True)
+    a = sample(p, tr.ema, (1, 8, 8), range(4), steps=5, labels=torch.zeros(4, dtype=torch.long), clip_denoised=True).x
+    b = sample(p, tr.ema, (1, 8, 8), range(4), steps=5, labels=torch.full((4,), 7), clip_denoised=True).x
     assert a.shape == (4, 1, 8, 8) and not torch.allclose(a, b) and a.abs().max() <= 1
 
 
 def test_image_sample_is_batch_independent(digits):
     tr = make(digits, steps=2).run()
-    a = sample(tr.process, tr.ema, (1, 8, 8), range(6), sampler="ddim", steps=10, batch_size=6, clip_denoised=True)
-    b = sample(tr.process, tr.ema, (1, 8, 8), range(6), sampler="ddim", steps=10, batch_size=4, clip_denoised=True)
+    a = sample(tr.process, tr.ema, (1, 8, 8), range(6), sampler="ddim", steps=10, batch_size=6, clip_denoised=True).x
+    b = sample(tr.process, tr.ema, (1, 8, 8), range(6), sampler="ddim", steps=10, batch_size=4, clip_denoised=True).x
     assert torch.allclose(a, b, atol=1e-5)
 
 

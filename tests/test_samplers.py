@@ -1,12 +1,20 @@
+"""Samplers: seeds, shapes and options; each sampler proven on the exact denoiser of a Gaussian
+mixture (no network), against each other, and round trips through inversion."""
+
 import numpy as np
 import pytest
 import torch
 
 from ddpm.diffusion import GaussianDiffusion
 from ddpm.errors import ConfigError
+from ddpm.eval.toy_metrics import sliced_wasserstein
 from ddpm.nets import MLP
-from ddpm.samplers import PerSampleNoise, p_sample, sample
+from ddpm.samplers import PerSampleNoise, invert, p_sample, sample, sigma_grid
 from ddpm.schedules import make_betas
+
+from mixture import ring
+
+ALL = ("ancestral", "ddim", "dpm++2m", "euler", "heun")
 
 
 @pytest.fixture
@@ -16,17 +24,26 @@ def setup():
 
 
 @pytest.mark.parametrize("sampler,steps,eta", [("ancestral", None, 0.0), ("ancestral", 7, 0.0),
-                                               ("ddim", 10, 0.0), ("ddim", 10, 1.0)])
+                                               ("ddim", 10, 0.0), ("ddim", 10, 1.0), ("dpm++", 6, 0.0),
+                                               ("euler", 6, 0.0), ("heun", 5, 0.0)])
 def test_sample_depends_only_on_its_seed(setup, sampler, steps, eta):
     p, net = setup
-    a = sample(p, net, (2,), range(100, 110), sampler=sampler, steps=steps, eta=eta, batch_size=10)
-    b = sample(p, net, (2,), range(100, 110), sampler=sampler, steps=steps, eta=eta, batch_size=3)
-    c = sample(p, net, (2,), [105, 106], sampler=sampler, steps=steps, eta=eta)
-    d = sample(p, net, (2,), range(200, 210), sampler=sampler, steps=steps, eta=eta)
+    a = sample(p, net, (2,), range(100, 110), sampler=sampler, steps=steps, eta=eta, batch_size=10).x
+    b = sample(p, net, (2,), range(100, 110), sampler=sampler, steps=steps, eta=eta, batch_size=3).x
+    c = sample(p, net, (2,), [105, 106], sampler=sampler, steps=steps, eta=eta).x
+    d = sample(p, net, (2,), range(200, 210), sampler=sampler, steps=steps, eta=eta).x
     assert torch.isfinite(a).all() and a.shape == (10, 2) and a.dtype == torch.float32
     assert torch.allclose(a, b, atol=1e-6)
     assert torch.allclose(a[5:7], c, atol=1e-6)
     assert not torch.allclose(a, d)
+
+
+def test_churn_draws_noise_per_seed(setup):
+    p, net = setup
+    a = sample(p, net, (2,), range(6), sampler="heun", steps=5, churn=2.0, batch_size=6).x
+    b = sample(p, net, (2,), range(6), sampler="heun", steps=5, churn=2.0, batch_size=4).x
+    c = sample(p, net, (2,), range(6), sampler="heun", steps=5).x
+    assert torch.allclose(a, b, atol=1e-6) and not torch.allclose(a, c)
 
 
 def test_noise_stream_is_batch_and_chunk_independent():
@@ -36,22 +53,24 @@ def test_noise_stream_is_batch_and_chunk_independent():
         assert torch.equal(one()[0], many()[1])
 
 
-def test_ddim_eta0_is_deterministic_map_of_the_initial_noise(setup):
+def test_deterministic_samplers_are_maps_of_the_initial_noise(setup):
     p, net = setup
-    x1 = sample(p, net, (2,), [1, 2, 3], sampler="ddim", steps=10)
-    x2 = sample(p, net, (2,), [1, 2, 3], sampler="ddim", steps=10)
-    assert torch.equal(x1, x2)
+    for sampler in ("ddim", "dpm++2m", "euler", "heun"):
+        x1 = sample(p, net, (2,), [1, 2, 3], sampler=sampler, steps=10).x
+        x2 = sample(p, net, (2,), [1, 2, 3], sampler=sampler, steps=10).x
+        assert torch.equal(x1, x2), sampler
 
 
 def test_trajectory_starts_at_noise_and_ends_at_sample(setup):
     p, net = setup
-    x, traj = sample(p, net, (2,), range(5), return_trajectory=True)
-    assert traj.shape == (41, 5, 2)
-    assert torch.equal(traj[-1], x)
+    out = sample(p, net, (2,), range(5), return_trajectory=True)
+    assert out.trajectory.shape == (41, 5, 2) and out.nfe == 40
+    assert torch.equal(out.trajectory[-1], out.x)
     noise = PerSampleNoise(range(5), (2,), 41, "cpu", torch.float64)()
-    assert torch.allclose(traj[0], noise.float())
-    _, short = sample(p, net, (2,), range(5), sampler="ddim", steps=8, return_trajectory=True)
-    assert short.shape == (9, 5, 2)
+    assert torch.allclose(out.trajectory[0], noise.float())
+    short = sample(p, net, (2,), range(5), sampler="ddim", steps=8, return_trajectory=True)
+    assert short.trajectory.shape == (9, 5, 2) and short.nfe == 8
+    assert sample(p, net, (2,), range(2), sampler="heun", steps=8).nfe == 15
 
 
 def test_last_ancestral_step_adds_no_noise(setup):
@@ -67,27 +86,31 @@ def test_last_ancestral_step_adds_no_noise(setup):
     assert not torch.allclose(c, d)
 
 
-def test_clipping_bounds_the_prediction(setup):
-    p, _ = setup
+@pytest.mark.parametrize("sampler", ALL)
+def test_clipping_bounds_the_prediction(sampler):
+    p = GaussianDiffusion(make_betas("linear", 40))
     big = lambda x, t, **k: torch.full_like(x, -50.0)  # noqa: E731 - predicts eps far from data
-    x = sample(p, big, (2,), range(4), clip_denoised=True, device="cpu")
+    x = sample(p, big, (2,), range(4), sampler=sampler, steps=10, clip_denoised=True, device="cpu").x
     assert x.abs().max() <= 1.0 + 1e-6
-    y = sample(p, big, (2,), range(4), clip_denoised=False, device="cpu")
+    y = sample(p, big, (2,), range(4), sampler=sampler, steps=10, clip_denoised=False, device="cpu").x
     assert y.abs().max() > 1.0
 
 
-def test_exact_model_reproduces_a_point_mass():
-    """With the exact eps of a point mass at c, every sampler returns c."""
-    p = GaussianDiffusion(make_betas("linear", 100))
-    c = torch.tensor([0.3, -0.5])
+@pytest.mark.parametrize("sampler", ALL)
+@pytest.mark.parametrize("target", ["eps", "x0", "v"])
+def test_exact_model_reproduces_a_point_mass(sampler, target):
+    """With the exact prediction of a point mass at c, every sampler returns c, for every target."""
+    p = GaussianDiffusion(make_betas("linear", 100), target=target)
+    c = torch.tensor([0.3, -0.5], dtype=torch.float64)
 
-    def eps_star(x, t, y=None):
-        ab = torch.as_tensor(p.alphas_cumprod, dtype=x.dtype)[t.long()][:, None]
-        return (x - ab.sqrt() * c) / (1 - ab).sqrt()
+    def exact(x, t, y=None):
+        ab = torch.as_tensor(1.0 / (1.0 + p.sigma_at(t.numpy()) ** 2))[:, None]
+        eps = (x - ab.sqrt() * c) / (1 - ab).sqrt()
+        return {"eps": eps, "x0": c.expand_as(x), "v": ab.sqrt() * eps - (1 - ab).sqrt() * c}[target]
 
-    for sampler, steps in (("ancestral", None), ("ancestral", 10), ("ddim", 5)):
-        x = sample(p, eps_star, (2,), range(8), sampler=sampler, steps=steps, device="cpu")
-        assert torch.allclose(x, c.expand(8, 2), atol=1e-4), sampler
+    exact.dtype = torch.float64
+    x = sample(p, exact, (2,), range(8), sampler=sampler, steps=10, device="cpu").x
+    assert torch.allclose(x, c.float().expand(8, 2), atol=1e-4), sampler
 
 
 def test_model_left_in_its_training_mode(setup):
@@ -100,18 +123,117 @@ def test_model_left_in_its_training_mode(setup):
 def test_bad_sampler_options(setup):
     p, net = setup
     with pytest.raises(ConfigError, match="sampler"):
-        sample(p, net, (2,), [0], sampler="euler")
+        sample(p, net, (2,), [0], sampler="lms")
     with pytest.raises(ConfigError, match="steps"):
         sample(p, net, (2,), [0], steps=0)
     with pytest.raises(ConfigError, match="eta"):
         sample(p, net, (2,), [0], sampler="ddim", eta=-1)
+    with pytest.raises(ConfigError, match="churn"):
+        sample(p, net, (2,), [0], sampler="heun", churn=-1)
+    with pytest.raises(ConfigError, match="spacing"):
+        sample(p, net, (2,), [0], sampler="ddim", spacing="quadratic")
+    with pytest.raises(ConfigError, match="chain's own steps"):
+        sample(p, net, (2,), [0], sampler="ancestral", spacing="karras")
+    with pytest.raises(ConfigError, match="deterministic"):
+        invert(p, net, torch.zeros(1, 2), sampler="ancestral")
+    with pytest.raises(ConfigError, match="x_T"):
+        sample(p, net, (2,), [0, 1], x_T=torch.zeros(3, 2))
 
 
 def test_class_labels_reach_the_network(setup):
     p, _ = setup
     torch.manual_seed(1)
     net = MLP(2, width=16, depth=1, num_classes=3)
-    a = sample(p, net, (2,), range(4), labels=torch.zeros(4, dtype=torch.long))
-    b = sample(p, net, (2,), range(4), labels=torch.full((4,), 2))
+    a = sample(p, net, (2,), range(4), labels=torch.zeros(4, dtype=torch.long)).x
+    b = sample(p, net, (2,), range(4), labels=torch.full((4,), 2)).x
     assert not torch.allclose(a, b)
     assert np.isfinite(a.numpy()).all()
+
+
+# ------------------------------------------------------------------ proofs on an exact denoiser
+#: the step counts the README recommends for each sampler (and the tests hold them to)
+RECOMMENDED = {"ancestral": 1000, "ddim": 50, "dpm++2m": 10, "euler": 50, "heun": 18}
+
+
+@pytest.fixture(scope="module")
+def mixture():
+    process = GaussianDiffusion(make_betas("linear", 1000))
+    denoiser = ring(process)
+    data = denoiser.sample_data(2000, seed=1).numpy()
+    floor = sliced_wasserstein(data, denoiser.sample_data(2000, seed=2).numpy())
+    return process, denoiser, data, floor
+
+
+@pytest.mark.parametrize("sampler", ALL)
+def test_each_sampler_reproduces_the_mixture(mixture, sampler):
+    process, denoiser, data, floor = mixture
+    steps = RECOMMENDED[sampler]
+    x = sample(process, denoiser, (2,), range(2000), sampler=sampler, steps=steps, batch_size=2000, device="cpu").x
+    sw = sliced_wasserstein(x.numpy(), data)
+    assert sw < 1.3 * floor, (sampler, steps, sw, floor)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpm++2m", "euler", "heun"])
+def test_error_shrinks_as_steps_grow(mixture, sampler):
+    """The deterministic samplers converge: their distance to the 1000-step DDIM solution of the
+    same x_T falls with the step count (and fastest for the high-order solvers)."""
+    process, denoiser, _, _ = mixture
+    reference = sample(process, denoiser, (2,), range(300), sampler="ddim", steps=1000, batch_size=300,
+                       device="cpu").x
+    errors = []
+    for steps in (5, 10, 20, 40):
+        x = sample(process, denoiser, (2,), range(300), sampler=sampler, steps=steps, batch_size=300, device="cpu").x
+        errors.append(float((x - reference).norm(dim=1).mean()))
+    assert all(b < a for a, b in zip(errors, errors[1:])), errors
+    if sampler in ("dpm++2m", "heun"):
+        assert errors[-1] < 0.05, errors
+
+
+@pytest.mark.parametrize("sampler", ["dpm++2m", "heun"])
+def test_high_order_solvers_agree_with_ddim_at_many_steps(mixture, sampler):
+    process, denoiser, _, _ = mixture
+    ddim = sample(process, denoiser, (2,), range(200), sampler="ddim", steps=1000, batch_size=200, device="cpu").x
+    x = sample(process, denoiser, (2,), range(200), sampler=sampler, steps=250, batch_size=200, device="cpu").x
+    assert torch.allclose(x, ddim, atol=0.02), float((x - ddim).abs().max())
+
+
+def test_ddim_with_eta_1_is_ancestral_sampling_on_the_same_noise():
+    process = GaussianDiffusion(make_betas("linear", 100))
+    denoiser = ring(process)
+    for steps in (None, 17):
+        kw = dict(steps=steps, batch_size=64, device="cpu")
+        a = sample(process, denoiser, (2,), range(64), sampler="ancestral", **kw, return_trajectory=True)
+        d = sample(process, denoiser, (2,), range(64), sampler="ddim", eta=1.0, **kw, return_trajectory=True)
+        # compare in float64: run the loops directly on the same float64 noise
+        from ddpm.samplers import sample_ancestral, sample_ddim
+
+        sigmas = sigma_grid(process, steps or 100, "linspace")
+        noise_a = PerSampleNoise(range(64), (2,), len(sigmas), "cpu", torch.float64)
+        noise_d = PerSampleNoise(range(64), (2,), len(sigmas), "cpu", torch.float64)
+        x_T = noise_a()
+        noise_d()
+        xa = sample_ancestral(process, denoiser, x_T, sigmas, noise_a)
+        xd = sample_ddim(process, denoiser, x_T, sigmas, noise_d, eta=1.0)
+        assert torch.allclose(xa, xd, rtol=0, atol=1e-10), float((xa - xd).abs().max())
+        assert torch.allclose(a.x, d.x, atol=1e-5)
+
+
+def test_ddim_eta_0_is_euler_on_the_same_grid(mixture):
+    """DDIM is Euler's method on the probability-flow ODE in x / alpha (EDM sec. 4)."""
+    process, denoiser, _, _ = mixture
+    for spacing in ("linspace", "trailing", "karras"):
+        a = sample(process, denoiser, (2,), range(50), sampler="ddim", steps=12, spacing=spacing, device="cpu").x
+        b = sample(process, denoiser, (2,), range(50), sampler="euler", steps=12, spacing=spacing, device="cpu").x
+        assert torch.allclose(a, b, atol=1e-5), spacing
+
+
+@pytest.mark.parametrize("sampler,steps", [("ddim", 200), ("dpm++2m", 100), ("euler", 200), ("heun", 100)])
+def test_inversion_round_trip(mixture, sampler, steps):
+    """Data encoded to x_T by the reversed ODE and decoded by the same sampler comes back."""
+    process, denoiser, _, _ = mixture
+    x0 = denoiser.sample_data(100, seed=5).float()
+    x_T = invert(process, denoiser, x0, sampler=sampler, steps=steps, device="cpu")
+    assert 0.5 < float(x_T.std()) < 1.5  # noise-like, not the data
+    back = sample(process, denoiser, (2,), range(100), sampler=sampler, steps=steps, x_T=x_T, device="cpu").x
+    err = float((back - x0).norm(dim=1).mean())
+    assert err < 0.05, err

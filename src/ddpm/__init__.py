@@ -7,7 +7,7 @@ The pieces, usable on their own::
     process = GaussianDiffusion(make_betas("linear", T=100))          # the maths, no network
     data = load_dataset(DataConfig(name="swissroll"))
     trainer = Trainer(process, MLP(dim=2), data, TrainConfig(steps=6000, lr=2e-3)).run()
-    x = sample(process, trainer.ema, (2,), seeds=range(2000))          # sample i from seed i
+    x = sample(process, trainer.ema, (2,), seeds=range(2000)).x        # sample i from seed i
 """
 
 __version__ = "0.1.0"  # first: the modules below record it in the runs they write

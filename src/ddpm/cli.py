@@ -84,15 +84,14 @@ def cmd_sample(args) -> int:
     from .train.distributed import resolve_device
 
     from .config import SampleConfig
-    from .runs import check_writable
+    from .runs import check_writable, sampling_options
     from .validate import check_sample
 
     run = load_run(args.run, device=resolve_device(args.device), weights="raw" if args.raw else "ema",
                    checkpoint=args.checkpoint)
     s = run.cfg.sample
-    check_sample(SampleConfig(sampler=args.sampler or s.sampler, steps=args.steps if args.steps is not None else s.steps,
-                              eta=s.eta if args.eta is None else args.eta, n=args.n,
-                              batch_size=s.batch_size if args.batch_size is None else args.batch_size),
+    check_sample(SampleConfig(**sampling_options(run.cfg, args.sampler, args.steps, args.spacing, args.eta, args.churn),
+                              n=args.n, batch_size=s.batch_size if args.batch_size is None else args.batch_size),
                  run.cfg.diffusion.T)
     for path in (args.out, args.grid, args.gif):
         if path is not None:
@@ -107,9 +106,10 @@ def cmd_sample(args) -> int:
             raise RunError(f"--label must lie in 0..{run.num_classes - 1}")
         labels = torch.full((args.n,), args.label, dtype=torch.long)
     want_traj = args.gif is not None
-    out = run.sample(args.n, seed=args.seed, sampler=args.sampler, steps=args.steps, eta=args.eta, clip=args.clip,
-                     labels=labels, batch_size=args.batch_size, return_trajectory=want_traj, progress=not args.quiet)
-    x, traj = out if want_traj else (out, None)
+    out = run.sample(args.n, seed=args.seed, sampler=args.sampler, steps=args.steps, spacing=args.spacing,
+                     eta=args.eta, churn=args.churn, clip=args.clip, labels=labels, batch_size=args.batch_size,
+                     return_trajectory=want_traj, progress=not args.quiet)
+    x = out.x
     save_samples(x, args.out, run.is_image, labels)
     print(f"{args.n} samples -> {args.out}")
     if args.grid is not None:
@@ -132,8 +132,8 @@ def cmd_sample(args) -> int:
         for i, img in enumerate(pixels):
             Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(args.png_dir / f"{args.seed + i:06d}.png")
         print(f"{len(pixels)} PNG files -> {args.png_dir}")
-    if traj is not None:
-        viz.reverse_gif(traj[:, :64], args.gif, run.process)
+    if want_traj:
+        viz.reverse_gif(out.trajectory[:, :64], out.timesteps, args.gif, run.process)
         print(f"reverse process -> {args.gif}")
     return 0
 
@@ -159,6 +159,8 @@ def cmd_evaluate(args) -> int:
         return _evaluate_file(args)
     if args.data is not None or args.set:
         raise RunError("--data and --set are for --samples without a run; a run evaluates against its own data")
+    if args.nll:
+        return _evaluate_nll(args)
     if args.bpd:
         _check_bpd_request(args)
     bpd = None
@@ -174,7 +176,7 @@ def cmd_evaluate(args) -> int:
     else:
         samples = _read_samples(args.samples) if args.samples is not None else None
         result = evaluate(args.run, samples, n=args.n, seed=args.seed, sampler=args.sampler, steps=args.steps,
-                          eta=args.eta, weights="raw" if args.raw else "ema", checkpoint=args.checkpoint,
+                          eta=args.eta, spacing=args.spacing, churn=args.churn, weights="raw" if args.raw else "ema", checkpoint=args.checkpoint,
                           features=_features(args.features), reference_split=args.ref_split,
                           check_memorization=not args.no_memorization, out=args.json, samples_file=args.samples,
                           progress=not args.quiet)
@@ -183,6 +185,29 @@ def cmd_evaluate(args) -> int:
         _print_eval(result)
     if bpd is not None:
         _print_bpd(bpd)
+    return 0
+
+
+def _evaluate_nll(args) -> int:
+    """The probability-flow ODE's likelihood and the variational bound of a 2-D run, side by side."""
+    from .eval.likelihood import evaluate_bpd
+    from .eval.ode_likelihood import evaluate_nll
+    from .runs import load_run
+
+    if args.bpd or args.samples is not None:
+        raise RunError("--nll reports the bound beside the likelihood itself: leave out --bpd and --samples")
+    if args.nll_n < 1 or args.nll_steps < 1:
+        raise RunError(f"--nll-n and --nll-steps must be positive, got {args.nll_n} and {args.nll_steps}")
+    run = load_run(args.run, weights="raw" if args.raw else "ema", checkpoint=args.checkpoint)
+    if run.is_image:
+        raise RunError("--nll is the exact likelihood of 2-D runs: use --bpd for images (bits/dim)")
+    nll = evaluate_nll(run, args.run, n=args.nll_n, steps=args.nll_steps)["nll"]
+    bpd = evaluate_bpd(run, args.run, n=args.nll_n, batch_size=args.bpd_batch_size, progress=not args.quiet)
+    print(f"{args.run}: {nll['n']} fresh {nll['data']} points (step {nll['checkpoint_step']}) -> "
+          f"{args.run / 'nll.json'}, {args.run / 'bpd.json'}")
+    print(f"  negative log-likelihood (probability-flow ODE, {nll['steps']} RK4 steps): "
+          f"{nll['value']:.4f} ± {nll['std_error']:.4f} nats/dim")
+    _print_bpd(bpd)
     return 0
 
 
@@ -298,6 +323,20 @@ def cmd_presets(args) -> int:
     return 0
 
 
+def _sampler_arguments(p: argparse.ArgumentParser) -> None:
+    from typing import get_args
+
+    from .samplers import Sampler, Spacing
+
+    p.add_argument("--sampler", choices=get_args(Sampler), help="default: the run's")
+    p.add_argument("--steps", type=int, help="sampling steps (default: the run's; Heun evaluates the network "
+                                             "2 steps - 1 times)")
+    p.add_argument("--spacing", choices=get_args(Spacing),
+                   help="where the steps lie (default: the run's; trailing for dpm++2m, karras for euler/heun, else linspace)")
+    p.add_argument("--eta", type=float, help="DDIM noise, 0 = deterministic (default: the run's)")
+    p.add_argument("--churn", type=float, help="EDM's S_churn for euler/heun, 0 = deterministic (default: the run's)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ddpm", description="Denoising diffusion probabilistic models (Ho et al. 2020).")
     parser.add_argument("--version", action="version", version=f"ddpm {__version__}")
@@ -321,9 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("--out", type=Path, default=Path("samples.npz"), help="output .npz, arr_0 in data coordinates")
     p.add_argument("--seed", type=int, default=0, help="seed of the first sample")
-    p.add_argument("--sampler", choices=["ancestral", "ddim"], help="default: the run's")
-    p.add_argument("--steps", type=int, help="network evaluations (default: every step of the chain)")
-    p.add_argument("--eta", type=float, help="DDIM noise, 0 = deterministic")
+    _sampler_arguments(p)
     p.add_argument("--clip", action=argparse.BooleanOptionalAction, default=None,
                    help="clip predicted x0 to [-1, 1] (default: on for images)")
     p.add_argument("--label", type=int, help="class label, for class-conditional runs")
@@ -348,9 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="data.FIELD=VALUE", help="with --data: data options, e.g. data.image_size=32")
     p.add_argument("--n", type=int, help=f"samples to draw (default: {1000} for images, the run's sample.n for 2-D)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first sample drawn (and of metric subsets)")
-    p.add_argument("--sampler", choices=["ancestral", "ddim"], help="default: the run's")
-    p.add_argument("--steps", type=int, help="network evaluations (default: the run's)")
-    p.add_argument("--eta", type=float, help="DDIM noise (default: the run's)")
+    _sampler_arguments(p)
     p.add_argument("--raw", action="store_true", help="the raw weights of the newest checkpoint instead of the EMA")
     p.add_argument("--checkpoint", type=int, metavar="STEP", help="evaluate the checkpoint of this step")
     p.add_argument("--features", help="feature spaces, comma-separated: inception, classifier "
@@ -364,6 +399,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "the bound of the shorter chain, usually looser)")
     p.add_argument("--bpd-n", type=int, help="test examples for the bound (default: all)")
     p.add_argument("--bpd-batch-size", type=int, default=64, help="examples per batch of the bound")
+    p.add_argument("--nll", action="store_true", help="2-D runs: the exact negative log-likelihood of the "
+                                                      "probability-flow ODE beside the bound, on fresh test points")
+    p.add_argument("--nll-n", type=int, default=1000, help="test points for --nll (default 1000)")
+    p.add_argument("--nll-steps", type=int, default=200, help="RK4 steps of the ODE for --nll (default 200)")
     p.add_argument("--json", type=Path, help="write the metrics here (default: RUN/eval.json)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate)

@@ -58,9 +58,10 @@ class DiffusionConfig:
     beta_end: float | None = None  #: None: 0.02 * 1000/T
     betas: list[float] | None = None  #: explicit betas for the custom schedule
     target: str = "eps"  #: eps | x0 | v
-    variance: str = "fixed_small"  #: fixed_small (beta-tilde) | fixed_large (beta)
-    loss: str = "l2"  #: l2 | l1 | huber
+    variance: str = "fixed_small"  #: fixed_small (beta-tilde) | fixed_large (beta) | learned_range (iDDPM)
+    loss: str = "l2"  #: l2 | l1 | huber (+ vlb_weight * L_vlb with a learned variance) | vlb (the bound alone)
     min_snr_gamma: float | None = None
+    vlb_weight: float = 0.001  #: lambda of L_hybrid = L_simple + lambda L_vlb (iDDPM sec. 3.1)
 
 
 @dataclass
@@ -76,6 +77,7 @@ class TrainConfig:
     decay: str = "cosine"  #: constant | cosine | linear, from lr after warm-up to min_lr
     min_lr: float = 0.0
     grad_clip: float | None = 1.0
+    timestep_sampling: str = "uniform"  #: uniform | importance (iDDPM sec. 3.3, for diffusion.loss=vlb)
     max_nonfinite: int = 10  #: steps in a row with a non-finite loss or gradient (each skipped) before the run stops
     ema_decay: float = 0.999
     ema_warmup: bool = True  #: decay min(ema_decay, (1 + step) / (10 + step))
@@ -96,9 +98,11 @@ class TrainConfig:
 
 @dataclass
 class SampleConfig:
-    sampler: str = "ancestral"  #: ancestral | ddim
-    steps: int | None = None  #: None: every step of the chain
+    sampler: str = "ancestral"  #: ancestral | ddim | dpm++2m (dpm++) | euler | heun
+    steps: int | None = None  #: None: every step of the chain (Heun: 2 steps - 1 network evaluations)
+    spacing: str | None = None  #: linspace | leading | trailing | karras (None: trailing for dpm++2m, karras for euler/heun, else linspace)
     eta: float = 0.0  #: DDIM noise (0: deterministic)
+    churn: float = 0.0  #: EDM's S_churn for euler/heun (0: deterministic)
     clip_denoised: bool | None = None  #: None: on for images, off for vectors
     n: int = 2000  #: samples drawn at the end of training and by default
     batch_size: int = 512

@@ -19,7 +19,7 @@ from .data import Dataset, is_vector_dataset, load_dataset, to_uint8
 from .diffusion import GaussianDiffusion
 from .errors import ConfigError, RunError
 from .nets import build_model
-from .samplers import sample
+from .samplers import network_evaluations, sample
 from .schedules import make_betas
 from .train import checkpoint as ckpt
 from .train.trainer import Trainer
@@ -34,7 +34,24 @@ SNAPSHOT_SEEDS = range(10_000, 10_064)
 def build_process(cfg: Config) -> GaussianDiffusion:
     d = cfg.diffusion
     betas = make_betas(d.schedule, d.T, d.beta_start, d.beta_end, d.betas)
-    return GaussianDiffusion(betas, d.target, d.variance, d.loss, d.min_snr_gamma)
+    return GaussianDiffusion(betas, d.target, d.variance, d.loss, d.min_snr_gamma, vlb_weight=d.vlb_weight)
+
+
+def build_network(cfg: Config, shape, num_classes: int = 0):
+    """The configured network for data of ``shape``, with a variance output when the process learns one."""
+    return build_model(cfg.model, shape, num_classes, 2 if cfg.diffusion.variance == "learned_range" else 1)
+
+
+def sampling_options(cfg: Config, sampler=None, steps=None, spacing=None, eta=None, churn=None) -> dict:
+    """The run's sampler settings with any given overrides: sampler, steps, spacing, eta, churn
+    (the names of :func:`ddpm.samplers.sample`); the spacing resolved to the sampler's own default."""
+    from .samplers import SAMPLERS, resolve_sampler
+
+    s = cfg.sample
+    name = resolve_sampler(sampler or s.sampler)
+    spacing = spacing or (s.spacing if sampler in (None, s.sampler) else None) or SAMPLERS[name][1]
+    return {"sampler": name, "steps": steps if steps is not None else s.steps, "spacing": spacing,
+            "eta": s.eta if eta is None else eta, "churn": s.churn if churn is None else churn}
 
 
 def clip_denoised(cfg: Config, is_image: bool) -> bool:
@@ -59,21 +76,20 @@ class Run:
     def is_image(self) -> bool:
         return len(self.shape) == 3
 
-    def sample(self, n: int, seed: int = 0, sampler=None, steps=None, eta=None, clip=None, labels=None,
-               batch_size=None, return_trajectory=False, progress=False):
-        """``n`` samples, sample i from seed ``seed + i``; options default to the run's config.
-        Non-finite samples (a diverged model) raise :class:`RunError` instead of being returned."""
-        s = self.cfg.sample
+    def sample(self, n: int, seed: int = 0, sampler=None, steps=None, spacing=None, eta=None, churn=None, clip=None,
+               labels=None, batch_size=None, return_trajectory=False, progress=False):
+        """``n`` samples (a :class:`~ddpm.samplers.SampleOutput`), sample i from seed ``seed + i``;
+        options default to the run's config. Non-finite samples (a diverged model) raise
+        :class:`RunError` instead of being returned."""
         out = sample(
             self.process, self.model, self.shape, range(seed, seed + n),
-            sampler=sampler or s.sampler, steps=steps if steps is not None else s.steps,
-            eta=s.eta if eta is None else eta,
+            **sampling_options(self.cfg, sampler, steps, spacing, eta, churn),
             clip_denoised=clip_denoised(self.cfg, self.is_image) if clip is None else clip,
-            labels=labels, batch_size=s.batch_size if batch_size is None else batch_size,
+            labels=labels, batch_size=self.cfg.sample.batch_size if batch_size is None else batch_size,
             return_trajectory=return_trajectory,
             progress=progress,
         )
-        x = out[0] if return_trajectory else out
+        x = out.x
         bad = int((~torch.isfinite(x.flatten(1))).any(dim=1).sum())
         if bad:
             raise RunError(f"{bad} of {n} samples of {self.path} hold non-finite values: the model diverged; "
@@ -104,7 +120,7 @@ def load_run(run_dir, device="cpu", weights: str = "ema", checkpoint: int | None
         state = ckpt.strip_prefix(tensors, "model" if weights == "raw" else "ema")
     meta = {**read_run_json(path), **meta}
     shape, num_classes = tuple(meta["shape"]), int(meta.get("num_classes", 0))
-    model = build_model(cfg.model, shape, num_classes)
+    model = build_network(cfg, shape, num_classes)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
@@ -202,8 +218,11 @@ def check_network(model, data: Dataset, cfg: Config) -> None:
     except (RuntimeError, ValueError, IndexError) as e:
         raise ConfigError(f"the {cfg.model.kind} network cannot take this data of shape {tuple(data.shape)} "
                           f"({str(e).splitlines()[0][:200]}): change the model options or the data size") from None
-    if out.shape != x.shape:
-        raise ConfigError(f"the network maps {tuple(x.shape[1:])} to {tuple(out.shape[1:])}: change the model options")
+    factor = 2 if cfg.diffusion.variance == "learned_range" else 1
+    expected = (x.shape[0], x.shape[1] * factor, *x.shape[2:])
+    if tuple(out.shape) != expected:
+        raise ConfigError(f"the network maps {tuple(x.shape[1:])} to {tuple(out.shape[1:])}, expected "
+                          f"{expected[1:]}: change the model options")
 
 
 def train(cfg: Config, run_dir, resume: bool = False, progress: bool = True) -> Trainer:
@@ -233,7 +252,7 @@ def train(cfg: Config, run_dir, resume: bool = False, progress: bool = True) -> 
         check_request(cfg.data, cfg.train.eval_features or default_features(cfg.data), "train", cfg.train.eval_n)
     process = build_process(cfg)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, data.shape, data.num_classes)
+    model = build_network(cfg, data.shape, data.num_classes)
     check_network(model, data, cfg)
     torch.manual_seed(cfg.seed)
     meta = {"shape": list(data.shape), "num_classes": data.num_classes, "ddpm_version": __version__,
@@ -278,32 +297,31 @@ def _snapshot(cfg: Config, trainer: Trainer, data: Dataset, step: int) -> None:
     if data.is_image:
         x = sample(trainer.process, trainer.ema, shape, SNAPSHOT_SEEDS, sampler="ddim",
                    steps=min(50, trainer.process.num_timesteps), clip_denoised=clip_denoised(cfg, True),
-                   labels=_snapshot_labels(trainer, data), batch_size=64)
+                   labels=_snapshot_labels(trainer, data), batch_size=64).x
         viz.save_image_grid(x, out, nrow=8)
         if trainer.writer is not None:
             grid = viz.image_grid(x, nrow=8)
             trainer.writer.add_image("samples", grid, step, dataformats="HW" if grid.ndim == 2 else "HWC")
     else:
-        x = sample(trainer.process, trainer.ema, shape, range(1000), batch_size=1000)
+        x = sample(trainer.process, trainer.ema, shape, range(1000), batch_size=1000).x
         viz.samples_over_data(x, data.x[:2000], out, title=f"step {step}")
 
 
 def evaluate_during_training(cfg: Config, trainer: Trainer, data: Dataset) -> dict:
     """``train.eval_n`` samples of the EMA model, by the run's sampler, measured against the data
     (no memorisation check); the same seeds every time, so the values compare across steps."""
-    s = cfg.sample
     n = cfg.train.eval_n
+    options = sampling_options(cfg)
     labels = torch.arange(n) % data.num_classes if trainer.class_conditional else None
-    x = sample(trainer.process, trainer.ema, data.shape, range(n), sampler=s.sampler, steps=s.steps, eta=s.eta,
-               clip_denoised=clip_denoised(cfg, data.is_image), labels=labels, batch_size=s.batch_size)
+    x = sample(trainer.process, trainer.ema, data.shape, range(n), **options,
+               clip_denoised=clip_denoised(cfg, data.is_image), labels=labels, batch_size=cfg.sample.batch_size).x
     if not data.is_image:
         from .eval.toy_metrics import evaluate_points
 
         return evaluate_points(x.numpy(), cfg.data.name, data_params={"mean": cfg.data.mean, "cov": cfg.data.cov})
     from .eval.image_metrics import default_features, evaluate_images
 
-    protocol = {"sampler": s.sampler, "steps": s.steps, "eta": s.eta, "clip_denoised": clip_denoised(cfg, True),
-                "weights": "ema", "checkpoint_step": trainer.step}
+    protocol = {**options, "clip_denoised": clip_denoised(cfg, True), "weights": "ema", "checkpoint_step": trainer.step}
     features = cfg.train.eval_features or default_features(cfg.data)
     return evaluate_images(to_uint8(x), cfg.data, features=features, check_memorization=False,
                            protocol=protocol, device=trainer.device)
@@ -326,19 +344,19 @@ def finish(cfg: Config, trainer: Trainer, data: Dataset, run_dir: Path) -> dict 
     if run.is_image:
         n = min(cfg.sample.n, 64)
         labels = _snapshot_labels(trainer, data)
-        x, traj = run.sample(n, seed=0, labels=labels, return_trajectory=True)
-        viz.save_image_grid(x, pictures / "samples.png")
-        viz.reverse_strip(traj[:, :8], pictures / "reverse.png", run.process)
-        viz.reverse_gif(traj[:, :16], pictures / "reverse.gif", run.process)
-        save_samples(x, run_dir / "samples.npz", True)
+        out = run.sample(n, seed=0, labels=labels, return_trajectory=True)
+        viz.save_image_grid(out.x, pictures / "samples.png")
+        viz.reverse_strip(out.trajectory[:, :8], out.timesteps, pictures / "reverse.png", run.process)
+        viz.reverse_gif(out.trajectory[:, :16], out.timesteps, pictures / "reverse.gif", run.process)
+        save_samples(out.x, run_dir / "samples.npz", True)
         return None
-    x, traj = run.sample(cfg.sample.n, seed=0, return_trajectory=True)
-    save_samples(x, run_dir / "samples.npz", False)
+    out = run.sample(cfg.sample.n, seed=0, return_trajectory=True)
+    save_samples(out.x, run_dir / "samples.npz", False)
     ref = data.x[:2000].numpy()
-    viz.samples_over_data(x, ref, pictures / "samples.png")
-    viz.reverse_strip(traj, pictures / "reverse.png", run.process, reference=ref)
-    viz.reverse_gif(traj, pictures / "reverse.gif", run.process)
-    return evaluate(run_dir, x.numpy())
+    viz.samples_over_data(out.x, ref, pictures / "samples.png")
+    viz.reverse_strip(out.trajectory, out.timesteps, pictures / "reverse.png", run.process, reference=ref)
+    viz.reverse_gif(out.trajectory, out.timesteps, pictures / "reverse.gif", run.process)
+    return evaluate(run_dir, out.x.numpy())
 
 
 # ---------------------------------------------------------------- evaluation
@@ -347,7 +365,7 @@ IMAGE_EVAL_N = 1000
 
 
 def evaluate(run_dir, samples=None, n: int | None = None, seed: int = 0, *, sampler=None, steps=None, eta=None,
-             weights: str = "ema", checkpoint: int | None = None, features=None, reference_split: str = "train",
+             spacing=None, churn=None, weights: str = "ema", checkpoint: int | None = None, features=None, reference_split: str = "train",
              check_memorization: bool = True, out=None, samples_file=None, device="cpu",
              progress: bool = False) -> dict:
     """Metrics of a run's samples (given, or drawn now with the run's sampler settings unless
@@ -368,7 +386,8 @@ def evaluate(run_dir, samples=None, n: int | None = None, seed: int = 0, *, samp
                               "measured by distances to fresh draws: leave out --features")
 
         if samples is None:
-            samples = run.sample(n or cfg.sample.n, seed=seed, sampler=sampler, steps=steps, eta=eta).numpy()
+            samples = run.sample(n or cfg.sample.n, seed=seed, sampler=sampler, steps=steps, spacing=spacing, eta=eta,
+                                 churn=churn).x.numpy()
         samples = np.asarray(samples, dtype=np.float32)
         if samples.ndim != 2 or samples.shape[1:] != run.shape:
             raise RunError(f"samples of shape {samples.shape} do not match the run's data shape {run.shape}")
@@ -380,16 +399,14 @@ def evaluate(run_dir, samples=None, n: int | None = None, seed: int = 0, *, samp
     from .eval.memorization import pairs_picture
 
     features = tuple(features or default_features(cfg.data))
-    s = cfg.sample
-    protocol = {"sampler": sampler or s.sampler, "steps": steps if steps is not None else s.steps,
-                "eta": s.eta if eta is None else eta, "clip_denoised": clip_denoised(cfg, True),
-                "weights": weights, "checkpoint_step": run.step}
+    options = sampling_options(cfg, sampler, steps, spacing, eta, churn)
+    protocol = {**options, "nfe": network_evaluations(options["sampler"], options["steps"] or run.process.num_timesteps),
+                "clip_denoised": clip_denoised(cfg, True), "weights": weights, "checkpoint_step": run.step}
     if samples is None:
         n = n or IMAGE_EVAL_N
         check_request(cfg.data, features, reference_split, n)
         labels = torch.arange(n) % run.num_classes if cfg.model.class_conditional else None
-        x = run.sample(n, seed=seed, sampler=protocol["sampler"], steps=protocol["steps"], eta=protocol["eta"],
-                       labels=labels, progress=progress)
+        x = run.sample(n, seed=seed, **options, labels=labels, progress=progress).x
         samples = to_uint8(x).permute(0, 2, 3, 1).numpy()
         save_samples(x, run_dir / "eval_samples.npz", True)
     else:

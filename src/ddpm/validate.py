@@ -100,6 +100,7 @@ def check_diffusion(d) -> None:
     _choice("diffusion.variance", d.variance, get_args(Variance))
     _choice("diffusion.loss", d.loss, get_args(LossType))
     _positive("diffusion.min_snr_gamma", d.min_snr_gamma, optional=True)
+    _at_least("diffusion.vlb_weight", d.vlb_weight, 0)
 
 
 def check_train(t) -> None:
@@ -121,6 +122,9 @@ def check_train(t) -> None:
     from .train.trainer import PRECISIONS
 
     _choice("train.precision", t.precision, tuple(PRECISIONS))
+    from .train.timesteps import TIMESTEP_SAMPLING
+
+    _choice("train.timestep_sampling", t.timestep_sampling, TIMESTEP_SAMPLING)
     for name in ("log_every", "keep_checkpoints", "max_nonfinite"):
         _at_least(f"train.{name}", getattr(t, name), 1)
     for name in ("sample_every", "checkpoint_every", "eval_every"):
@@ -141,13 +145,20 @@ def _check_device(field: str, name: str) -> None:
 
 
 def check_sample(s, T: int) -> None:
-    from .samplers import Sampler
+    from .samplers import Sampler, Spacing
 
     _choice("sample.sampler", s.sampler, get_args(Sampler))
     if s.steps is not None and not 1 <= s.steps <= T:
         _fail("sample.steps", s.steps, f"sampling takes 1..{T} steps (diffusion.T={T}), or none for all")
+    if s.spacing is not None:
+        _choice("sample.spacing", s.spacing, get_args(Spacing))
+        if s.sampler == "ancestral" and s.spacing == "karras":
+            _fail("sample.spacing", s.spacing, "ancestral sampling runs on the chain's own steps: use linspace, "
+                  "leading or trailing")
     if not (math.isfinite(s.eta) and s.eta >= 0):
         _fail("sample.eta", s.eta, "DDIM's eta is >= 0 (0: deterministic, 1: as ancestral sampling)")
+    if not (math.isfinite(s.churn) and s.churn >= 0):
+        _fail("sample.churn", s.churn, "EDM's churn is >= 0 (0: deterministic)")
     _at_least("sample.n", s.n, 1)
     _at_least("sample.batch_size", s.batch_size, 1)
 

@@ -17,7 +17,6 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from .data.base import to_uint8  # noqa: E402
-from .diffusion import spaced_timesteps  # noqa: E402
 
 
 def _atomic(path, write) -> Path:
@@ -93,11 +92,12 @@ def _strip(states, titles, path, reference=None, title=None) -> Path:
     return _save(fig, path)
 
 
-def _noise_level(process, t: np.ndarray) -> np.ndarray:
+def _noise_level(process, t) -> np.ndarray:
     """sqrt(1 - alpha-bar_t), the standard deviation of the noise in x_t (eq. 4), for paper steps
-    t in 0..T (t=0: the data, no noise)."""
-    ab = np.append(1.0, process.alphas_cumprod)
-    return np.sqrt(1.0 - ab[np.asarray(t)])
+    t in 0..T, fractional ones too (t=0: the data, no noise)."""
+    t = np.asarray(t, dtype=np.float64)
+    sigma = np.where(t > 0, process.sigma_at(np.maximum(t - 1, 0)), 0.0)
+    return sigma / np.sqrt(1.0 + sigma**2)
 
 
 def _panels(noise: np.ndarray, k: int) -> np.ndarray:
@@ -106,13 +106,6 @@ def _panels(noise: np.ndarray, k: int) -> np.ndarray:
     by step whatever the schedule; evenly spaced t would show mostly noise."""
     levels = np.linspace(noise[0], noise[-1], k)
     return np.unique(np.abs(noise[None, :] - levels[:, None]).argmin(axis=1))
-
-
-def trajectory_timesteps(process, steps: int | None = None) -> np.ndarray:
-    """The paper step t of each state of a sampling trajectory of ``steps`` steps (all T when
-    None): x_T first, x_0 (t=0) last, as ``sample(..., return_trajectory=True)`` returns them."""
-    ts = spaced_timesteps(process.num_timesteps, steps or process.num_timesteps)
-    return np.append(ts[::-1] + 1, 0)
 
 
 @torch.no_grad()
@@ -133,17 +126,23 @@ def forward_strip(process, x0: torch.Tensor, path, panels: int = 6, seed: int = 
     return _strip(states, titles, path, title="forward process q(x_t | x_0)")
 
 
-def _trajectory_frames(trajectory: torch.Tensor, process, k: int):
-    # a trajectory of S sampling steps holds S + 1 states, and S fixes the steps it visited
-    t = trajectory_timesteps(process, trajectory.shape[0] - 1)
-    idx = _panels(_noise_level(process, t), k)
-    return idx, [f"t = {t[i]}" for i in idx]
+def _step_label(t: float) -> str:
+    return f"t = {t:.0f}" if float(t).is_integer() else f"t = {t:.1f}"
 
 
-def reverse_strip(trajectory: torch.Tensor, path, process, panels: int = 6, reference=None) -> Path:
+def _trajectory_frames(trajectory: torch.Tensor, timesteps, process, k: int):
+    # the states of a trajectory and the paper steps they were at, as ``sample`` returns them
+    if len(timesteps) != trajectory.shape[0]:
+        raise ValueError(f"{trajectory.shape[0]} states but {len(timesteps)} timesteps")
+    idx = _panels(_noise_level(process, timesteps), k)
+    return idx, [_step_label(timesteps[i]) for i in idx]
+
+
+def reverse_strip(trajectory: torch.Tensor, timesteps, path, process, panels: int = 6, reference=None) -> Path:
     """States of a sampling trajectory (S+1, N, ...) from x_T (noise) to x_0: the reverse process,
-    at steps evenly spaced in noise level, each labelled with its step of the chain."""
-    idx, titles = _trajectory_frames(trajectory, process, panels)
+    at steps evenly spaced in noise level, each labelled with its step of the chain
+    (``timesteps``: ``SampleOutput.timesteps``)."""
+    idx, titles = _trajectory_frames(trajectory, timesteps, process, panels)
     ref = None if reference is None else np.asarray(reference)
     return _strip([trajectory[i] for i in idx], titles, path, reference=ref, title="reverse process p(x_{t-1} | x_t)")
 
@@ -197,10 +196,10 @@ def _frame_vectors(x, lims, label):
     return Image.fromarray(frame)
 
 
-def reverse_gif(trajectory: torch.Tensor, path, process, frames: int = 40, duration_ms: int = 80) -> Path:
+def reverse_gif(trajectory: torch.Tensor, timesteps, path, process, frames: int = 40, duration_ms: int = 80) -> Path:
     """Animated GIF of a sampling trajectory (S+1, N, ...) from noise to samples, frames evenly
-    spaced in noise level, the last one held."""
-    idx, titles = _trajectory_frames(trajectory, process, frames)
+    spaced in noise level, the last one held (``timesteps``: ``SampleOutput.timesteps``)."""
+    idx, titles = _trajectory_frames(trajectory, timesteps, process, frames)
     if trajectory.ndim == 3:
         lims = _limits(trajectory[-1].numpy(), margin=0.3)
         images = [_frame_vectors(trajectory[i].numpy(), lims, label) for i, label in zip(idx, titles)]

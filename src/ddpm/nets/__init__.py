@@ -13,15 +13,17 @@ _UNET_FIELDS = ("base_channels", "channel_mults", "num_res_blocks", "attention_r
                 "attention", "weight_standardized", "scale_shift_norm", "num_heads", "num_groups")
 
 
-def build_model(model_cfg, data_shape, num_classes: int = 0):
-    """The network for examples of ``data_shape`` ((D,) vectors or (C, H, W) images)."""
+def build_model(model_cfg, data_shape, num_classes: int = 0, output_factor: int = 1):
+    """The network for examples of ``data_shape`` ((D,) vectors or (C, H, W) images), with
+    ``output_factor`` outputs per input value (2 when it also predicts a variance)."""
     classes = num_classes if model_cfg.class_conditional else None
     if model_cfg.class_conditional and not num_classes:
         raise ConfigError("model.class_conditional needs a data set with class labels")
     if model_cfg.kind == "mlp":
         if len(data_shape) != 1:
             raise ConfigError(f"the MLP takes vectors, the data has shape {tuple(data_shape)}: use --set model.kind=unet")
-        return MLP(data_shape[0], model_cfg.width, model_cfg.depth, model_cfg.time_dim, classes)
+        return MLP(data_shape[0], model_cfg.width, model_cfg.depth, model_cfg.time_dim, classes,
+                   out_dim=data_shape[0] * output_factor)
     if model_cfg.kind in ("unet", "diffusers"):
         if len(data_shape) != 3:
             raise ConfigError(f"the U-Net takes images, the data has shape {tuple(data_shape)}: use --set model.kind=mlp")
@@ -37,6 +39,7 @@ def build_model(model_cfg, data_shape, num_classes: int = 0):
             overrides["image_size"] = max(data_shape[1:])
         if classes:
             overrides["num_classes"] = classes
+        overrides["out_channels"] = data_shape[0] * output_factor
         if model_cfg.kind == "unet":
             return build_unet(model_cfg.unet, data_shape[0], **overrides)
         from .diffusers_unet import DiffusersUNet

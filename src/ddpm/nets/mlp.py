@@ -28,21 +28,24 @@ class ResidualBlock(nn.Module):
 class MLP(nn.Module):
     """eps_theta(x_t, t) for vectors: sinusoidal time embedding and residual blocks.
 
-    ``forward(x, t, y=None)`` with x (B, dim) and t (B,) float step indices returns (B, dim).
+    ``forward(x, t, y=None)`` with x (B, dim) and t (B,) float step indices returns (B, out_dim),
+    ``out_dim`` = ``dim`` unless it also predicts a variance (2 ``dim``).
     The time embedding is sinusoidal (Vaswani et al.) followed by a two-layer MLP, as in
     the DDPM U-Net, so that steps are not fed to the network as raw integers.
     """
 
-    def __init__(self, dim: int = 2, width: int = 128, depth: int = 3, time_dim: int = 64, num_classes: int | None = None):
+    def __init__(self, dim: int = 2, width: int = 128, depth: int = 3, time_dim: int = 64, num_classes: int | None = None,
+                 out_dim: int | None = None):
         super().__init__()
-        self.config = dict(dim=dim, width=width, depth=depth, time_dim=time_dim, num_classes=num_classes)
+        out_dim = out_dim or dim
+        self.config = dict(dim=dim, width=width, depth=depth, time_dim=time_dim, num_classes=num_classes, out_dim=out_dim)
         self.time_embed = nn.Sequential(
             SinusoidalEmbedding(time_dim), nn.Linear(time_dim, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim)
         )
         self.label_embed = nn.Embedding(num_classes, time_dim) if num_classes else None
         self.inp = nn.Linear(dim, width)
         self.blocks = nn.ModuleList(ResidualBlock(width, time_dim) for _ in range(depth))
-        self.out = nn.Sequential(nn.SiLU(), nn.Linear(width, dim))
+        self.out = nn.Sequential(nn.SiLU(), nn.Linear(width, out_dim))
 
     def forward(self, x, t, y=None):
         temb = self.time_embed(t)

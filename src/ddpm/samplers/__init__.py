@@ -1,64 +1,181 @@
 """Samplers over a :class:`~ddpm.diffusion.GaussianDiffusion` and a network.
 
-:func:`sample` is the one entry point: it respaces the process to the requested
-number of steps (always starting at the noisiest step), draws each sample's noise
-from its own seed, runs the chosen sampler in batches, and can return the whole
-trajectory.
+:func:`sample` is the one entry point: it builds the grid of noise levels for the requested
+number of steps and spacing, draws each sample's noise from its own seed, runs the chosen
+sampler in batches, and returns the samples with the steps they visited (and the trajectory
+when asked). :func:`invert` runs a deterministic sampler backwards, from data to its x_T.
+
+Every sampler is one function of the same signature (k-diffusion's convention):
+``sampler(process, model, x, sigmas, noise, *, callback, clip_denoised, model_kwargs, **options)``,
+where ``x`` is the state at noise level ``sigmas[0]`` and ``noise()`` returns the next
+standard-normal draw.
 """
 
+from dataclasses import dataclass
 from typing import Literal, get_args
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..diffusion import GaussianDiffusion, spaced_timesteps
+from ..diffusion import GaussianDiffusion
 from ..errors import ConfigError
-from .ancestral import ancestral_loop, p_sample
-from .ddim import ddim_loop, ddim_step
+from .ancestral import p_sample, sample_ancestral
+from .ddim import sample_ddim
+from .dpm_solver import sample_dpmpp_2m
+from .grid import Spacing, paper_steps, sigma_grid
+from .karras import karras_sigmas, sample_euler, sample_heun
 from .noise import PerSampleNoise
 
-Sampler = Literal["ancestral", "ddim"]
+Sampler = Literal["ancestral", "ddim", "dpm++2m", "dpm++", "euler", "heun"]
 
-__all__ = ["sample", "p_sample", "ddim_step", "ancestral_loop", "ddim_loop", "PerSampleNoise", "Sampler"]
+#: name -> (function, its default spacing, options it takes)
+SAMPLERS = {
+    "ancestral": (sample_ancestral, "linspace", ()),
+    "ddim": (sample_ddim, "linspace", ("eta",)),
+    "dpm++2m": (sample_dpmpp_2m, "trailing", ()),
+    "euler": (sample_euler, "karras", ("churn",)),
+    "heun": (sample_heun, "karras", ("churn",)),
+}
+ALIASES = {"dpm++": "dpm++2m"}
+#: samplers that are deterministic given x_T (with their default options) and so invertible
+DETERMINISTIC = ("ddim", "dpm++2m", "euler", "heun")
+
+__all__ = ["sample", "invert", "SampleOutput", "p_sample", "sample_ancestral", "sample_ddim", "sample_dpmpp_2m",
+           "sample_euler", "sample_heun", "karras_sigmas", "sigma_grid", "PerSampleNoise", "Sampler", "Spacing",
+           "SAMPLERS", "resolve_sampler", "network_evaluations"]
+
+
+@dataclass
+class SampleOutput:
+    """What :func:`sample` returns.
+
+    x: the samples, float32 CPU (N, *shape).
+    timesteps: the paper's step t of each state visited, x_T first (T) and the samples last (0);
+        fractional between the chain's steps for EDM's grid.
+    sigmas: the EDM noise level of each of those states (0 last).
+    nfe: network evaluations per sample.
+    trajectory: every state, (len(timesteps), N, *shape), when asked for.
+    """
+
+    x: torch.Tensor
+    timesteps: np.ndarray
+    sigmas: np.ndarray
+    nfe: int
+    trajectory: torch.Tensor | None = None
+
+
+def resolve_sampler(name: str) -> str:
+    """The canonical name of a sampler (``dpm++`` -> ``dpm++2m``), or a one-line error."""
+    name = ALIASES.get(name, name)
+    if name not in SAMPLERS:
+        raise ConfigError(f"unknown sampler {name!r}: choose one of {', '.join(get_args(Sampler))}")
+    return name
+
+
+def network_evaluations(sampler: str, steps: int) -> int:
+    """Network evaluations per sample of ``steps`` steps (Heun: 2 steps - 1)."""
+    return 2 * steps - 1 if resolve_sampler(sampler) == "heun" else steps
+
+
+def _check(sampler, spacing, eta, churn, invertible=False) -> tuple:
+    sampler = resolve_sampler(sampler)
+    fn, default_spacing, options = SAMPLERS[sampler]
+    spacing = spacing or default_spacing
+    if spacing not in get_args(Spacing):
+        raise ConfigError(f"unknown spacing {spacing!r}: choose one of {', '.join(get_args(Spacing))}")
+    if sampler == "ancestral" and spacing == "karras":
+        raise ConfigError("ancestral sampling runs on the chain's own steps: use a linspace, leading or trailing spacing")
+    if not eta >= 0:
+        raise ConfigError(f"eta must be >= 0, got {eta}")
+    if not churn >= 0:
+        raise ConfigError(f"churn must be >= 0, got {churn}")
+    kwargs = {k: v for k, v in (("eta", eta), ("churn", churn)) if k in options}
+    if invertible and (sampler not in DETERMINISTIC or any(v > 0 for v in kwargs.values())):
+        raise ConfigError(f"only deterministic samplers invert ({', '.join(DETERMINISTIC)}, with eta=0 and churn=0); "
+                          f"got {sampler} {kwargs}")
+    return sampler, fn, spacing, kwargs
 
 
 @torch.no_grad()
 def sample(
     process: GaussianDiffusion,
-    model: torch.nn.Module,
+    model,
     shape,
     seeds,
     *,
     sampler: Sampler = "ancestral",
     steps: int | None = None,
+    spacing: Spacing | None = None,
     eta: float = 0.0,
+    churn: float = 0.0,
     clip_denoised: bool = False,
     labels: torch.Tensor | None = None,
+    x_T: torch.Tensor | None = None,
     batch_size: int = 64,
     device=None,
     return_trajectory: bool = False,
     progress: bool = False,
-):
+) -> SampleOutput:
     """Draw one sample per seed, of per-sample ``shape``, e.g. (2,) or (1, 28, 28).
 
     Args:
-        sampler: ``ancestral`` (DDPM Algorithm 2) or ``ddim`` (with ``eta``; 0 is deterministic).
-        steps: number of network evaluations; None uses every step of the chain.
-            Fewer steps respace the chain (improved-diffusion), evenly from T-1 down to 0.
+        sampler: ``ancestral`` (DDPM Algorithm 2), ``ddim`` (with ``eta``; 0 is deterministic),
+            ``dpm++2m`` (alias ``dpm++``; DPM-Solver++(2M)), ``euler`` or ``heun`` (EDM, with ``churn``).
+        steps: number of steps; None uses every step of the chain. Heun takes two network
+            evaluations per step but the last (see ``SampleOutput.nfe``).
+        spacing: where the steps lie: ``linspace`` (from T-1 down to 0), ``leading``, ``trailing``
+            or ``karras`` (EDM's); None: the sampler's own default, ``trailing`` for DPM-Solver++
+            (measured best at few steps), ``karras`` for Euler and Heun, else ``linspace``.
         clip_denoised: clip the predicted x_0 to [-1, 1] at every step (bounded data).
         labels: class label per sample, passed to the network as ``y``.
+        x_T: start from these states (N, *shape) instead of each seed's noise (e.g. from
+            :func:`invert`); the seeds still drive any noise drawn on the way.
         batch_size: samples per network call; results do not depend on it.
-        return_trajectory: also return every state, shape (steps + 1, N, *shape), x_T first.
-
-    Returns a float32 CPU tensor (N, *shape) (and the trajectory when asked).
+        return_trajectory: also return every state, x_T first.
     """
-    if sampler not in get_args(Sampler):
-        raise ConfigError(f"unknown sampler {sampler!r}: choose one of {', '.join(get_args(Sampler))}")
-    if eta < 0:
-        raise ConfigError(f"eta must be >= 0, got {eta}")
+    sampler, fn, spacing, kwargs = _check(sampler, spacing, eta, churn)
     seeds = [int(s) for s in seeds]
-    if steps is not None:
-        process = process.respaced(spaced_timesteps(process.num_timesteps, steps))
+    sigmas = sigma_grid(process, process.num_timesteps if steps is None else steps, spacing)
+    if x_T is not None and tuple(x_T.shape) != (len(seeds), *shape):
+        raise ConfigError(f"x_T has shape {tuple(x_T.shape)}, expected {(len(seeds), *shape)}")
+    x, traj = _run(process, model, shape, seeds, sigmas, fn, kwargs, clip_denoised, labels, x_T, batch_size, device,
+                   return_trajectory, progress, sampler)
+    return SampleOutput(x, paper_steps(process, sigmas), sigmas, network_evaluations(sampler, len(sigmas) - 1), traj)
+
+
+@torch.no_grad()
+def invert(
+    process: GaussianDiffusion,
+    model,
+    x0: torch.Tensor,
+    *,
+    sampler: Sampler = "ddim",
+    steps: int | None = None,
+    spacing: Spacing | None = None,
+    clip_denoised: bool = False,
+    labels: torch.Tensor | None = None,
+    batch_size: int = 64,
+    device=None,
+) -> torch.Tensor:
+    """Encode data ``x0`` (N, *shape) to the x_T from which :func:`sample` with the same sampler,
+    steps and spacing returns it (DDIM inversion, Song et al. 2021 sec. 4.3, and its analogue for
+    every deterministic sampler): the sampler's ODE solved from the grid's least noisy level,
+    where ``x0`` is taken as the state, up to its noisiest. Returns x_T, float32 CPU."""
+    sampler, fn, spacing, kwargs = _check(sampler, spacing, 0.0, 0.0, invertible=True)
+    sigmas = sigma_grid(process, process.num_timesteps if steps is None else steps, spacing)[-2::-1].copy()
+    n = x0.shape[0]
+    x, _ = _run(process, model, tuple(x0.shape[1:]), list(range(n)), sigmas, fn, kwargs, clip_denoised, labels,
+                x0 * _alpha(sigmas[0]), batch_size, device, False, False, sampler)
+    return x
+
+
+def _alpha(sigma: float) -> float:
+    return float(1.0 / np.sqrt(1.0 + sigma * sigma))
+
+
+def _run(process, model, shape, seeds, sigmas, fn, kwargs, clip_denoised, labels, x_T, batch_size, device,
+         return_trajectory, progress, name):
     if device is None:
         device = next(model.parameters()).device if isinstance(model, torch.nn.Module) else "cpu"
     device = torch.device(device)
@@ -67,25 +184,24 @@ def sample(
     was_training = is_module and model.training
     if is_module:
         model.eval()
+    steps = len(sigmas) - 1
     results, trajectories = [], []
-    bar = tqdm(total=len(seeds) * process.num_timesteps, disable=not progress, desc=sampler, unit="eval")
+    bar = tqdm(total=len(seeds) * steps, disable=not progress, desc=name, unit="step")
     try:
         for start in range(0, len(seeds), batch_size):
             chunk = seeds[start : start + batch_size]
-            noise = PerSampleNoise(chunk, shape, process.num_timesteps + 1, device, dtype)
-            x_T = noise()
-            kwargs = {} if labels is None else {"y": labels[start : start + batch_size].to(device)}
-            states = [x_T.float().cpu()] if return_trajectory else None
+            noise = PerSampleNoise(chunk, shape, steps + 1, device, dtype)
+            x = noise() if x_T is None else x_T[start : start + batch_size].to(device, dtype)
+            kw = {} if labels is None else {"y": labels[start : start + batch_size].to(device)}
+            states = [x.float().cpu()] if return_trajectory else None
 
-            def on_step(x, states=states, n=len(chunk)):
+            def on_step(info, states=states, n=len(chunk)):
                 bar.update(n)
                 if states is not None:
-                    states.append(x.float().cpu())
+                    states.append(info["x"].float().cpu())
 
-            if sampler == "ancestral":
-                x = ancestral_loop(process, model, x_T, noise, clip_denoised, kwargs, on_step)
-            else:
-                x = ddim_loop(process, model, x_T, noise, eta, clip_denoised, kwargs, on_step)
+            x = fn(process, model, x, sigmas, noise, callback=on_step, clip_denoised=clip_denoised,
+                   model_kwargs=kw, **kwargs)
             results.append(x.float().cpu())
             if states is not None:
                 trajectories.append(torch.stack(states))
@@ -93,7 +209,4 @@ def sample(
         bar.close()
         if is_module:
             model.train(was_training)
-    out = torch.cat(results)
-    if return_trajectory:
-        return out, torch.cat(trajectories, dim=1)
-    return out
+    return torch.cat(results), (torch.cat(trajectories, dim=1) if return_trajectory else None)

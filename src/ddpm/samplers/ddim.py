@@ -1,31 +1,29 @@
 """DDIM sampling (Song, Meng & Ermon 2021), deterministic at eta = 0."""
 
-import torch
+import numpy as np
+
+from .loop import alpha_of, run_steps
 
 
-def ddim_step(process, model, x_t, t, noise, eta=0.0, clip_denoised=False, model_kwargs=None):
-    """x_{t-1} from x_t by DDIM eq. 12 with sigma_t from eq. 16 scaled by ``eta``.
+def sample_ddim(process, model, x, sigmas, noise, *, callback=None, clip_denoised=False, model_kwargs=None,
+                eta=0.0):
+    """DDIM eq. 12 from each level of ``sigmas`` to the next, with sigma_t of eq. 16 scaled by ``eta``:
 
-    x_{t-1} = sqrt(a_{t-1}) x0 + sqrt(1 - a_{t-1} - sigma^2) eps + sigma z, where a is
-    alpha-bar and sigma = eta sqrt((1 - a_{t-1}) / (1 - a_t)) sqrt(1 - a_t / a_{t-1}).
-    Returns (x_{t-1}, predicted x_0).
+    x_{t-1} = sqrt(a_{t-1}) x0 + sqrt(1 - a_{t-1} - s^2) eps + s z, a = alpha-bar,
+    s = eta sqrt((1 - a_{t-1}) / (1 - a_t)) sqrt(1 - a_t / a_{t-1}).
+
+    eta = 1 is ancestral sampling with beta-tilde (the same update); eta = 0 is Euler's method
+    on the probability-flow ODE in x / alpha (EDM sec. 4), and runs in either direction.
     """
-    eps, x0 = process.model_predictions(model, x_t, t, clip_denoised, model_kwargs)
-    a_t = process._extract("alphas_cumprod", t, x_t)
-    a_prev = process._extract("alphas_cumprod_prev", t, x_t)
-    sigma = eta * torch.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))
-    x_prev = torch.sqrt(a_prev) * x0 + torch.sqrt((1 - a_prev - sigma**2).clamp(min=0)) * eps
-    if eta > 0:
-        x_prev = x_prev + sigma * noise
-    return x_prev, x0
 
+    def step(i, x):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        eps, x0 = process.predict_at(model, x, sigma, clip_denoised, model_kwargs)
+        a_t, a_prev = alpha_of(sigma) ** 2, alpha_of(sigma_next) ** 2
+        s = eta * np.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)) if eta > 0 else 0.0
+        x_next = np.sqrt(a_prev) * x0 + np.sqrt(max(1 - a_prev - s * s, 0.0)) * eps
+        if eta > 0:
+            x_next = x_next + s * noise()
+        return x_next, x0
 
-def ddim_loop(process, model, x_T, noise, eta=0.0, clip_denoised=False, model_kwargs=None, on_step=None):
-    """Run DDIM over every step of ``process`` (usually a respaced process)."""
-    x = x_T
-    for i in reversed(range(process.num_timesteps)):
-        t = torch.full((x.shape[0],), i, device=x.device, dtype=torch.long)
-        x, _ = ddim_step(process, model, x, t, noise(), eta, clip_denoised, model_kwargs)
-        if on_step is not None:
-            on_step(x)
-    return x
+    return run_steps(step, x, sigmas, callback)

@@ -31,6 +31,7 @@ from ..errors import ConfigError, RunError
 from ..validate import check_train
 from . import checkpoint as ckpt
 from .distributed import all_reduce_max, all_reduce_sum, init_distributed, resolve_device
+from .timesteps import make_timestep_sampler
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: share of a time budget's remaining seconds given to training steps (the rest: pictures, checkpoints)
@@ -103,6 +104,7 @@ class Trainer:
         self.step_budget = None if cfg.minutes is not None else cfg.steps
         self.budget_minutes, self.seconds_per_step = None, None
         self.nonfinite_in_a_row = 0
+        self.timesteps = make_timestep_sampler(cfg.timestep_sampling, process.num_timesteps)
         self.history: list[dict] = []
         self._stop_requested = False
         self.writer = self._tensorboard() if cfg.tensorboard and self.run_dir and self.dist.is_main else None
@@ -175,13 +177,14 @@ class Trainer:
         seen = []
         for micro in range(cfg.grad_accum):
             x, kwargs = self.next_batch()
-            t = self.process.sample_timesteps(x.shape[0], self.device, self.data_gen)
+            t, weights = self.timesteps.sample(x.shape[0], self.device, self.data_gen)
             noise = torch.randn(x.shape, generator=self.noise_gen, device=self.device, dtype=x.dtype)
             sync = micro == cfg.grad_accum - 1 or not self.dist.enabled
             with (contextlib.nullcontext() if sync else self.net.no_sync()), self._autocast():
-                losses = self.process.training_losses(self.net, x, t, noise, kwargs)["loss"]
-                loss = losses.mean() / cfg.grad_accum
+                losses = self.process.training_losses(self.net, x, t, noise, kwargs, self.data.is_image)["loss"]
+                loss = (losses if weights is None else losses * weights).mean() / cfg.grad_accum
             self.scaler.scale(loss).backward()
+            self.timesteps.update(t, losses, self.dist)
             seen.append((losses.detach(), (t * 4 // T).clamp(max=3)))
         self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip or float("inf"))
@@ -303,7 +306,7 @@ class Trainer:
         return {"model": copy.deepcopy(self.model.state_dict()), "ema": copy.deepcopy(self.ema.state_dict()),
                 "optimizer": copy.deepcopy(self.optimizer.state_dict()), "scaler": self.scaler.state_dict(),
                 "rng": {k: v.clone() for k, v in self._rng_state().items()}, "pos": self.pos, "step": self.step,
-                "skips": self.nonfinite_in_a_row}
+                "skips": self.nonfinite_in_a_row, "timesteps": copy.deepcopy(self.timesteps.state_dict())}
 
     def _load_memory_state(self, saved: dict) -> None:
         self.model.load_state_dict(saved["model"])
@@ -312,6 +315,7 @@ class Trainer:
         self.scaler.load_state_dict(saved["scaler"])
         self._set_rng_state(saved["rng"], "")
         self.pos, self.step, self.nonfinite_in_a_row = saved["pos"], saved["step"], saved["skips"]
+        self.timesteps.load_state_dict(saved["timesteps"])
 
     def _should_stop(self) -> bool:
         """Stop on a signal or when the time is spent. Under DDP all ranks agree every 10 steps, on
@@ -441,6 +445,7 @@ class Trainer:
         tensors, opt_meta = ckpt.flatten_optimizer(self.optimizer.state_dict())
         for r, (states, _) in enumerate(gathered):
             tensors.update({f"rank{r}.{k}": v for k, v in states.items()})
+        tensors.update(self.timesteps.state_dict())  # the same on every rank
         meta = {
             "step": self.step,
             "elapsed": self.elapsed,
@@ -483,6 +488,7 @@ class Trainer:
                            "configuration") from None
         self._load_optimizer(ckpt.unflatten_optimizer(tensors, meta["optimizer"]))
         self.scaler.load_state_dict(meta["scaler"])
+        self.timesteps.load_state_dict(tensors)
         self.step, self.elapsed = int(meta["step"]), float(meta["elapsed"])
         if self.cfg.minutes is None:
             self.step_budget, self.budget_minutes = self.cfg.steps, None
