@@ -13,10 +13,7 @@ training minutes of each checkpoint (from metrics.jsonl) and the seconds each ev
 """
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import shutil
 import time
 from pathlib import Path
@@ -25,7 +22,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+
+from machine import machine_info, now  # noqa: E402
 
 from ddpm.config import make_config  # noqa: E402
 from ddpm.runs import evaluate, train  # noqa: E402
@@ -113,9 +111,8 @@ def main():
     results = [run(name, args.n, args.work, args.every, args.reuse) for name in args.data]
     report = {
         "benchmark": "image_time_to_quality",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "date": now(),
+        "machine": machine_info(),
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -10,14 +10,13 @@ floor. Writes JSON.
 """
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import torch
+
+from machine import machine_info, now
 
 from ddpm.config import make_config
 from ddpm.data import load_dataset
@@ -70,9 +69,8 @@ def main():
     report = {
         "benchmark": "toy2d_time_to_quality",
         "target": f"sliced Wasserstein of 2000 samples <= {TARGET_RATIO} x data floor",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "date": now(),
+        "machine": machine_info(),
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,13 +18,13 @@ from .diffusion import GaussianDiffusion, spaced_timesteps
 from .errors import ConfigError, DataError, DDPMError, RunError, ScheduleError
 from .nets import MLP, build_model
 from .runs import evaluate, load_run, train
-from .samplers import sample
+from .samplers import invert, sample
 from .schedules import make_betas
 from .train.trainer import Trainer
 
 __all__ = [
     "Config", "DataConfig", "DiffusionConfig", "ModelConfig", "SampleConfig", "TrainConfig", "make_config",
     "Dataset", "load_dataset", "GaussianDiffusion", "spaced_timesteps", "make_betas", "MLP", "build_model",
-    "Trainer", "sample", "train", "load_run", "evaluate",
+    "Trainer", "sample", "invert", "train", "load_run", "evaluate",
     "DDPMError", "ConfigError", "DataError", "RunError", "ScheduleError",
 ]

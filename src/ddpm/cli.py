@@ -154,6 +154,7 @@ def _features(text):
 
 def cmd_evaluate(args) -> int:
     from .runs import evaluate
+    from .train.distributed import resolve_device
 
     if args.run is None:
         return _evaluate_file(args)
@@ -168,7 +169,8 @@ def cmd_evaluate(args) -> int:
         from .eval.likelihood import evaluate_bpd
         from .runs import load_run
 
-        run = load_run(args.run, weights="raw" if args.raw else "ema", checkpoint=args.checkpoint)
+        run = load_run(args.run, device=resolve_device(args.device), weights="raw" if args.raw else "ema",
+                       checkpoint=args.checkpoint)
         bpd = evaluate_bpd(run, args.run, n=args.bpd_n, steps=args.bpd_steps, batch_size=args.bpd_batch_size,
                            progress=not args.quiet)
     if args.bpd and not args.metrics:
@@ -179,7 +181,7 @@ def cmd_evaluate(args) -> int:
                           eta=args.eta, spacing=args.spacing, churn=args.churn, weights="raw" if args.raw else "ema", checkpoint=args.checkpoint,
                           features=_features(args.features), reference_split=args.ref_split,
                           check_memorization=not args.no_memorization, out=args.json, samples_file=args.samples,
-                          progress=not args.quiet)
+                          device=resolve_device(args.device), progress=not args.quiet)
         where = args.json or args.run / "eval.json"
         print(f"{args.run}: {_n(result)} samples of {result['data']} (step {result['step']}) -> {where}")
         _print_eval(result)
@@ -193,12 +195,14 @@ def _evaluate_nll(args) -> int:
     from .eval.likelihood import evaluate_bpd
     from .eval.ode_likelihood import evaluate_nll
     from .runs import load_run
+    from .train.distributed import resolve_device
 
     if args.bpd or args.samples is not None:
         raise RunError("--nll reports the bound beside the likelihood itself: leave out --bpd and --samples")
     if args.nll_n < 1 or args.nll_steps < 1:
         raise RunError(f"--nll-n and --nll-steps must be positive, got {args.nll_n} and {args.nll_steps}")
-    run = load_run(args.run, weights="raw" if args.raw else "ema", checkpoint=args.checkpoint)
+    run = load_run(args.run, device=resolve_device(args.device), weights="raw" if args.raw else "ema",
+                   checkpoint=args.checkpoint)
     if run.is_image:
         raise RunError("--nll is the exact likelihood of 2-D runs: use --bpd for images (bits/dim)")
     nll = evaluate_nll(run, args.run, n=args.nll_n, steps=args.nll_steps)["nll"]
@@ -332,7 +336,7 @@ def _sampler_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="sampling steps (default: the run's; Heun evaluates the network "
                                              "2 steps - 1 times)")
     p.add_argument("--spacing", choices=get_args(Spacing),
-                   help="where the steps lie (default: the run's; trailing for dpm++2m, karras for euler/heun, else linspace)")
+                   help="where the steps lie (default: the run's; karras for dpm++2m/euler/heun, else linspace)")
     p.add_argument("--eta", type=float, help="DDIM noise, 0 = deterministic (default: the run's)")
     p.add_argument("--churn", type=float, help="EDM's S_churn for euler/heun, 0 = deterministic (default: the run's)")
 
@@ -404,6 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nll-n", type=int, default=1000, help="test points for --nll (default 1000)")
     p.add_argument("--nll-steps", type=int, default=200, help="RK4 steps of the ODE for --nll (default 200)")
     p.add_argument("--json", type=Path, help="write the metrics here (default: RUN/eval.json)")
+    p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, cuda:N or mps: where the network "
+                                                   "and the feature networks run")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate)
 

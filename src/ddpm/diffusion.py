@@ -164,10 +164,6 @@ class GaussianDiffusion:
         """Float index in the original chain of steps ``t`` (what the network sees)."""
         return self._table(t.device)["timestep_map"][t].float()
 
-    def sample_timesteps(self, n: int, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """t ~ Uniform{0..T-1}, one per example (DDPM Algorithm 1)."""
-        return torch.randint(0, self.num_timesteps, (n,), generator=generator, device="cpu").to(device)
-
     # ------------------------------------------------- continuous time (samplers)
     def sigma_at(self, t) -> np.ndarray:
         """EDM's noise level sigma = sqrt((1 - alpha-bar) / alpha-bar) at step(s) ``t`` of this

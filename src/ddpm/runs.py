@@ -15,7 +15,7 @@ import torch
 
 from . import __version__
 from .config import Config, load_config, save_config
-from .data import Dataset, is_vector_dataset, load_dataset, to_uint8
+from .data import Dataset, load_dataset, to_uint8
 from .diffusion import GaussianDiffusion
 from .errors import ConfigError, RunError
 from .nets import build_model

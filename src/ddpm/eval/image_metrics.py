@@ -36,8 +36,11 @@ class Protocol:
     floor_source: str
     seed: int = 0  #: seed of the first sample, and of the subsets drawn for floors and KID
     sampler: str | None = None
-    steps: int | None = None
+    steps: int | None = None  #: None: every step of the chain
+    spacing: str | None = None
     eta: float | None = None
+    churn: float | None = None
+    nfe: int | None = None  #: network evaluations per sample
     clip_denoised: bool | None = None
     weights: str | None = None  #: ema | raw
     checkpoint_step: int | None = None

@@ -10,9 +10,10 @@ change of variables (Chen et al. 2018)
 with y_max the end of the ODE solved upwards from y_min and p_{sigma_max} = N(0, (1 + sigma_max^2) I),
 the DDPM prior N(0, I) of x_T. The divergence is the exact trace of the D x D Jacobian (one
 backward pass per dimension: this is for 2-D data), the integral a fixed-step fourth-order
-Runge-Kutta in log sigma. As in Song et al., who start at t = epsilon, the data point is taken as
-the state of the chain's first step (x_0 = alpha_min y_min, sigma_min that of t = 0), and the
-result is the density of x_0 there, in nats per dimension.
+Runge-Kutta in log sigma. The ODE starts at the chain's first noise level (sigma_min, that of
+t = 0; 0.01 for the linear schedule) with y_min = x_0, as Song et al. start at t = epsilon: the
+result is the density of x_0 + sigma_min eps, the data as the network models it, in nats per
+dimension (as the sampler's inversion, :func:`ddpm.samplers.invert`, takes the data as that state).
 """
 
 import json
@@ -53,7 +54,7 @@ def ode_log_likelihood(process, model, x0: torch.Tensor, steps: int = 200, model
     x0 = x0.double()
     s_min, s_max = (float(s) for s in process.sigma_at([0, process.num_timesteps - 1]))
     grid = np.exp(np.linspace(math.log(s_min), math.log(s_max), steps + 1))
-    y = x0 * math.sqrt(1.0 + s_min * s_min)  # x0 / alpha_min
+    y = x0  # the state at sigma_min, in EDM's variables
     log_det = torch.zeros(x0.shape[0], dtype=torch.float64, device=x0.device)
 
     def f(y, sigma):  # d/d(log sigma) of (y, integral) = sigma * (velocity, divergence)
@@ -72,8 +73,7 @@ def ode_log_likelihood(process, model, x0: torch.Tensor, steps: int = 200, model
     D = x0.shape[1]
     var_T = 1.0 + s_max * s_max
     prior = -0.5 * (y.pow(2).sum(1) / var_T + D * math.log(2 * math.pi * var_T))
-    # log p_y(y_min) - D log alpha_min: the density of x0 = alpha_min y_min
-    log_lik = prior + log_det + 0.5 * D * math.log(1.0 + s_min * s_min)
+    log_lik = prior + log_det
     return {"log_likelihood": log_lik, "prior": prior, "x_T": y / math.sqrt(var_T)}
 
 
@@ -99,7 +99,8 @@ def evaluate_nll(run, out_dir, *, split: str = "test", n: int | None = 1000, ste
         "value": float(nll.mean()), "std_error": float(nll.std(ddof=1) / math.sqrt(len(nll))) if len(nll) > 1 else None,
         "n": len(nll), "unit": "nats/dim", "data": run.cfg.data.name, "split": split, "steps": steps,
         "method": "probability-flow ODE, RK4 in log sigma, exact divergence",
-        "sigma_min": float(run.process.sigma_at(0)), "checkpoint_step": run.step,
+        "density_of": "x_0 + sigma_min eps", "sigma_min": float(run.process.sigma_at(0)),
+        "checkpoint_step": run.step,
         "weights": getattr(run, "weights", "ema"),
     }}
     out_dir = Path(out_dir)

@@ -1,6 +1,5 @@
 """A time-conditioned MLP noise predictor for vector (e.g. 2-D) data."""
 
-import torch
 from torch import nn
 
 from .embeddings import SinusoidalEmbedding

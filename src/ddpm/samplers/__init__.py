@@ -33,7 +33,7 @@ Sampler = Literal["ancestral", "ddim", "dpm++2m", "dpm++", "euler", "heun"]
 SAMPLERS = {
     "ancestral": (sample_ancestral, "linspace", ()),
     "ddim": (sample_ddim, "linspace", ("eta",)),
-    "dpm++2m": (sample_dpmpp_2m, "trailing", ()),
+    "dpm++2m": (sample_dpmpp_2m, "karras", ()),
     "euler": (sample_euler, "karras", ("churn",)),
     "heun": (sample_heun, "karras", ("churn",)),
 }
@@ -125,8 +125,8 @@ def sample(
         steps: number of steps; None uses every step of the chain. Heun takes two network
             evaluations per step but the last (see ``SampleOutput.nfe``).
         spacing: where the steps lie: ``linspace`` (from T-1 down to 0), ``leading``, ``trailing``
-            or ``karras`` (EDM's); None: the sampler's own default, ``trailing`` for DPM-Solver++
-            (measured best at few steps), ``karras`` for Euler and Heun, else ``linspace``.
+            or ``karras`` (EDM's); None: the sampler's own default, ``karras`` for DPM-Solver++
+            (measured best at few steps), Euler and Heun, else ``linspace``.
         clip_denoised: clip the predicted x_0 to [-1, 1] at every step (bounded data).
         labels: class label per sample, passed to the network as ``y``.
         x_T: start from these states (N, *shape) instead of each seed's noise (e.g. from
@@ -185,12 +185,14 @@ def _run(process, model, shape, seeds, sigmas, fn, kwargs, clip_denoised, labels
     if is_module:
         model.eval()
     steps = len(sigmas) - 1
+    # a deterministic sampler draws x_T alone: do not draw ahead for steps it will not take
+    draws = 1 if name in DETERMINISTIC and not any(v > 0 for v in kwargs.values()) else steps + 1
     results, trajectories = [], []
     bar = tqdm(total=len(seeds) * steps, disable=not progress, desc=name, unit="step")
     try:
         for start in range(0, len(seeds), batch_size):
             chunk = seeds[start : start + batch_size]
-            noise = PerSampleNoise(chunk, shape, steps + 1, device, dtype)
+            noise = PerSampleNoise(chunk, shape, draws, device, dtype)
             x = noise() if x_T is None else x_T[start : start + batch_size].to(device, dtype)
             kw = {} if labels is None else {"y": labels[start : start + batch_size].to(device)}
             states = [x.float().cpu()] if return_trajectory else None

@@ -1,6 +1,5 @@
 """Ancestral sampling: DDPM Algorithm 2, including the final noiseless t=0 step."""
 
-import numpy as np
 import torch
 
 from .loop import run_steps

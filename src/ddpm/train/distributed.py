@@ -37,9 +37,9 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     except RuntimeError:
         raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device cuda was asked for but no CUDA GPU is available: use --set train.device=cpu")
+        raise ConfigError("device cuda was asked for but no CUDA GPU is available: run on the CPU (train: --set train.device=cpu; sample, evaluate: --device cpu)")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("device mps was asked for but MPS is not available: use --set train.device=cpu")
+        raise ConfigError("device mps was asked for but MPS is not available: run on the CPU (train: --set train.device=cpu; sample, evaluate: --device cpu)")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank % torch.cuda.device_count())
     return device
