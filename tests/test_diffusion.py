@@ -59,8 +59,8 @@ def test_posterior_matches_bayes_rule_eq_6_7():
     x0, xt = torch.randn(8, 3, generator=gen, dtype=torch.float64), torch.randn(8, 3, generator=gen, dtype=torch.float64)
     t = torch.arange(1, 9) * 4
     mean, var, logvar = p.q_posterior_mean_variance(x0, xt, t)
-    b = torch.as_tensor(p.betas)[t][:, None]
-    ab_prev = torch.as_tensor(p.alphas_cumprod_prev)[t][:, None]
+    b = torch.tensor(p.betas)[t][:, None]
+    ab_prev = torch.tensor(p.alphas_cumprod_prev)[t][:, None]
     # product of q(x_t | x_{t-1}) and q(x_{t-1} | x_0), both Gaussian in x_{t-1}
     precision = (1 - b) / b + 1 / (1 - ab_prev)
     expected_mean = (torch.sqrt(1 - b) / b * xt + torch.sqrt(ab_prev) / (1 - ab_prev) * x0) / precision
@@ -105,8 +105,8 @@ def test_p_mean_is_ddpm_eq_11_for_eps_networks():
     net = lambda x, t, **k: torch.sin(x) * (1 + t[:, None] / 50)  # noqa: E731
     out = p.p_mean_variance(net, x, t)
     eps = net(x.float(), t.float()).double()
-    a, b = torch.as_tensor(1 - p.betas)[t][:, None], torch.as_tensor(p.betas)[t][:, None]
-    ab = torch.as_tensor(p.alphas_cumprod)[t][:, None]
+    a, b = torch.as_tensor(1 - p.betas)[t][:, None], torch.tensor(p.betas)[t][:, None]
+    ab = torch.tensor(p.alphas_cumprod)[t][:, None]
     expected = (x - b / torch.sqrt(1 - ab) * eps) / torch.sqrt(a)
     assert torch.allclose(out["mean"], expected, atol=1e-6)
 
@@ -144,7 +144,7 @@ def test_perfect_network_has_zero_loss():
 def test_min_snr_weights():
     p = process(T=100, min_snr_gamma=5.0)
     t = torch.arange(100)
-    snr = torch.as_tensor(p.snr)
+    snr = torch.tensor(p.snr)
     w = p.loss_weight(t, torch.zeros(100, 2, dtype=torch.float64))
     assert torch.allclose(w, torch.clamp(snr, max=5.0) / snr)
     assert torch.all(w <= 1) and w[-1] == 1  # noisiest steps keep full weight
