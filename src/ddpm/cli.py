@@ -178,7 +178,8 @@ def cmd_evaluate(args) -> int:
     else:
         samples = _read_samples(args.samples) if args.samples is not None else None
         result = evaluate(args.run, samples, n=args.n, seed=args.seed, sampler=args.sampler, steps=args.steps,
-                          eta=args.eta, spacing=args.spacing, churn=args.churn, weights="raw" if args.raw else "ema", checkpoint=args.checkpoint,
+                          eta=args.eta, spacing=args.spacing, churn=args.churn,
+                          weights="raw" if args.raw else "ema", checkpoint=args.checkpoint,
                           features=_features(args.features), reference_split=args.ref_split,
                           check_memorization=not args.no_memorization, out=args.json, samples_file=args.samples,
                           device=resolve_device(args.device), progress=not args.quiet)

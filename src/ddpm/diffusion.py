@@ -257,6 +257,10 @@ class GaussianDiffusion:
         return self.get_v(x_start, noise, t)
 
     # ------------------------------------------------------------ reverse process
+    def scales(self, t, like):
+        """(sqrt(alpha-bar_t), sqrt(1 - alpha-bar_t)) at steps ``t``: x_t = alpha x_0 + sigma eps (eq. 4)."""
+        return self.extract("sqrt_alphas_cumprod", t, like), self.extract("sqrt_one_minus_alphas_cumprod", t, like)
+
     def model_output(self, model, x_t, t_model, model_kwargs=None) -> torch.Tensor:
         """The raw network output at original-chain steps ``t_model`` (float), in x_t's dtype
         (the network runs in its own: float32 for a module, x_t's for a plain function)."""
@@ -297,7 +301,7 @@ class GaussianDiffusion:
     def model_predictions(self, model, x_t, t, clip_denoised: bool = False, model_kwargs=None):
         """Run the network once at steps ``t`` (B,) and return (eps, x0), whatever the target."""
         out, _ = self.split_output(self.model_output(model, x_t, self.model_timesteps(t), model_kwargs))
-        alpha, sigma = self.extract("sqrt_alphas_cumprod", t, x_t), self.extract("sqrt_one_minus_alphas_cumprod", t, x_t)
+        alpha, sigma = self.scales(t, x_t)
         return self.predictions_from_output(out, x_t, alpha, sigma, clip_denoised)
 
     def p_mean_variance(self, model, x_t, t, clip_denoised: bool = False, model_kwargs=None, output=None):
@@ -311,7 +315,7 @@ class GaussianDiffusion:
         if output is None:
             output = self.model_output(model, x_t, self.model_timesteps(t), model_kwargs)
         out, v = self.split_output(output)
-        alpha, sigma = self.extract("sqrt_alphas_cumprod", t, x_t), self.extract("sqrt_one_minus_alphas_cumprod", t, x_t)
+        alpha, sigma = self.scales(t, x_t)
         eps, x0 = self.predictions_from_output(out, x_t, alpha, sigma, clip_denoised)
         mean, _, _ = self.q_posterior_mean_variance(x0, x_t, t)
         if v is None:
