@@ -194,13 +194,20 @@ def _curves(points: dict, metric: str):
     return {k: sorted(v) for k, v in curves.items()}
 
 
+def _plot_curves(ax, curves: dict) -> None:
+    """One line per sampler, a colour each; dashed for the models other than the fixed-variance one."""
+    colours = plt.get_cmap("tab20").colors
+    for i, (name, curve) in enumerate(sorted(curves.items())):
+        ax.plot([c[0] for c in curve], [c[1] for c in curve], "o" + ("--" if "(" in name else "-"), ms=3,
+                c=colours[i % len(colours)], label=name)
+
+
 def plot_images(points: dict, path: Path) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, (metric, label) in zip(axes, (("classifier_fid", "classifier FID@1k"), ("fid", "Inception FID@1k"))):
-        floor = None
-        for name, curve in _curves(points, metric).items():
-            ax.plot([c[0] for c in curve], [c[1] for c in curve], "o-", ms=3, label=name)
-            floor = curve[0][2]
+        curves = _curves(points, metric)
+        _plot_curves(ax, curves)
+        floor = next(iter(curves.values()))[0][2] if curves else None
         if floor is not None:
             ax.axhline(floor, c="k", ls="--", lw=1, label="data floor (same n)")
         ax.set_xscale("log")
@@ -249,20 +256,23 @@ def cmd_toy(args) -> None:
               "points": points}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for name, curve in _curves({k: {**p, "sw": {"value": p["sliced_wasserstein"]["ratio"], "floor": 1.0}}
-                                for k, p in points.items()}, "sw").items():
-        ax.plot([c[0] for c in curve], [c[1] for c in curve], "o-", ms=3, label=name)
+    plot_toy(points, args.n, args.out.with_suffix(".png"))
+
+
+def plot_toy(points: dict, n: int, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    _plot_curves(ax, _curves({k: {**p, "sw": {"value": p["sliced_wasserstein"]["ratio"], "floor": 1.0}}
+                              for k, p in points.items()}, "sw"))
     ax.axhline(1.0, c="k", ls="--", lw=1, label="data floor")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("network evaluations per sample")
     ax.set_ylabel("sliced W / floor")
-    ax.set_title(f"swiss roll, {args.n} samples", fontsize=10)
+    ax.set_title(f"swiss roll, {n} samples", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(args.out.with_suffix(".png"), dpi=110)
+    fig.savefig(path, dpi=110)
 
 
 def main(argv=None):
