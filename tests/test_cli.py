@@ -157,3 +157,12 @@ def test_bad_sampler_options_are_refused_before_work(trained, tmp_path):
     assert r.returncode == 1 and "sample.spacing" in r.stderr and not (tmp_path / "s.npz").exists()
     r = run_cli("sample", trained, "--sampler", "heun", "--churn", "-1", "--out", tmp_path / "s.npz")
     assert r.returncode == 1 and "sample.churn" in r.stderr
+
+
+def test_dynamic_thresholding_from_the_command_line(trained, tmp_path):
+    out = tmp_path / "s.npz"
+    assert main(["sample", str(trained), "--n", "10", "--out", str(out), "--quiet", "--sampler", "ddim", "--steps",
+                 "5", "--dynamic-threshold", "0.99"]) == 0
+    assert np.abs(np.load(out)["arr_0"]).max() <= 1.0 + 1e-6
+    r = run_cli("sample", trained, "--dynamic-threshold", "1.5", "--out", tmp_path / "t.npz")
+    assert r.returncode == 1 and "sample.dynamic_threshold" in r.stderr and not (tmp_path / "t.npz").exists()

@@ -237,3 +237,24 @@ def test_inversion_round_trip(mixture, sampler, steps):
     back = sample(process, denoiser, (2,), range(100), sampler=sampler, steps=steps, x_T=x_T, device="cpu").x
     err = float((back - x0).norm(dim=1).mean())
     assert err < 0.05, err
+
+
+def test_dynamic_thresholding_scales_into_the_data_range():
+    """Imagen's dynamic thresholding: x0 clipped at its p-quantile s (at least 1) and divided by s,
+    so predictions inside [-1, 1] are untouched and every sample ends inside [-1, 1]."""
+    p = GaussianDiffusion(make_betas("linear", 40), target="x0")  # the output is x0 itself
+    x_t = torch.randn(3, 1, 4, 4, dtype=torch.float64)
+    out = torch.stack([torch.full((1, 4, 4), 0.5), torch.linspace(-4, 4, 16).reshape(1, 4, 4),
+                       torch.full((1, 4, 4), -3.0)]).double()
+    eps, x0 = p.predictions_from_output(out, x_t, 1.0, 0.5, clip_denoised=0.9)
+    assert torch.equal(x0[0], out[0])  # within range: s = 1
+    s = torch.quantile(out[1].abs().flatten(), 0.9)
+    assert torch.allclose(x0[1], out[1].clamp(-s, s) / s)
+    assert torch.allclose(x0[2], torch.full_like(x0[2], -1.0))
+    assert torch.allclose(x_t, x0 + 0.5 * eps)  # eps re-derived from the thresholded x0
+    p = GaussianDiffusion(make_betas("linear", 40))
+    big = lambda x, t, **k: torch.full_like(x, -50.0)  # noqa: E731
+    x = sample(p, big, (2,), range(4), sampler="ddim", steps=10, clip_denoised=0.995, device="cpu").x
+    assert x.abs().max() <= 1.0 + 1e-6
+    with pytest.raises(ConfigError, match="quantile"):
+        sample(p, big, (2,), range(4), clip_denoised=1.5)

@@ -91,7 +91,8 @@ def cmd_sample(args) -> int:
                    checkpoint=args.checkpoint)
     s = run.cfg.sample
     check_sample(SampleConfig(**sampling_options(run.cfg, args.sampler, args.steps, args.spacing, args.eta, args.churn),
-                              n=args.n, batch_size=s.batch_size if args.batch_size is None else args.batch_size),
+                              n=args.n, batch_size=s.batch_size if args.batch_size is None else args.batch_size,
+                              dynamic_threshold=args.dynamic_threshold),
                  run.cfg.diffusion.T)
     for path in (args.out, args.grid, args.gif):
         if path is not None:
@@ -107,7 +108,8 @@ def cmd_sample(args) -> int:
         labels = torch.full((args.n,), args.label, dtype=torch.long)
     want_traj = args.gif is not None
     out = run.sample(args.n, seed=args.seed, sampler=args.sampler, steps=args.steps, spacing=args.spacing,
-                     eta=args.eta, churn=args.churn, clip=args.clip, labels=labels, batch_size=args.batch_size,
+                     eta=args.eta, churn=args.churn, clip=args.dynamic_threshold or args.clip, labels=labels,
+                     batch_size=args.batch_size,
                      return_trajectory=want_traj, progress=not args.quiet)
     x = out.x
     save_samples(x, args.out, run.is_image, labels)
@@ -368,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     _sampler_arguments(p)
     p.add_argument("--clip", action=argparse.BooleanOptionalAction, default=None,
                    help="clip predicted x0 to [-1, 1] (default: on for images)")
+    p.add_argument("--dynamic-threshold", type=float, metavar="P",
+                   help="instead of clipping, Imagen's dynamic thresholding at quantile P of |x0| (e.g. 0.995)")
     p.add_argument("--label", type=int, help="class label, for class-conditional runs")
     p.add_argument("--raw", action="store_true", help="the raw weights of the newest checkpoint instead of the EMA")
     p.add_argument("--checkpoint", type=int, metavar="STEP", help="sample the checkpoint of this step")

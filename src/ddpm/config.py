@@ -104,6 +104,7 @@ class SampleConfig:
     eta: float = 0.0  #: DDIM noise (0: deterministic)
     churn: float = 0.0  #: EDM's S_churn for euler/heun (0: deterministic)
     clip_denoised: bool | None = None  #: None: on for images, off for vectors
+    dynamic_threshold: float | None = None  #: quantile p of Imagen's dynamic thresholding (e.g. 0.995), replaces clipping
     n: int = 2000  #: samples drawn at the end of training and by default
     batch_size: int = 512
 

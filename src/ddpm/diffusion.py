@@ -278,12 +278,14 @@ class GaussianDiffusion:
         pred, v = out.chunk(2, dim=1)
         return pred, v
 
-    def predictions_from_output(self, out, x_t, alpha, sigma, clip_denoised: bool = False):
+    def predictions_from_output(self, out, x_t, alpha, sigma, clip_denoised: bool | float = False):
         """(eps, x0) from the network's target prediction ``out`` at x_t = alpha x0 + sigma eps.
 
         eps: x0 = (x_t - sigma eps) / alpha (inverting DDPM eq. 4); v: x0 = alpha x_t - sigma v
-        (Salimans & Ho 2022, sec. 4). With ``clip_denoised`` x0 is clipped to [-1, 1] and eps
-        re-derived from it, so both stay consistent (as in DDIM and improved-diffusion).
+        (Salimans & Ho 2022, sec. 4). ``clip_denoised``: True clips x0 to [-1, 1]; a number p in
+        (0, 1) is dynamic thresholding (Saharia et al. 2022, sec. 2.3): per sample s = the
+        p-quantile of |x0|, at least 1, and x0 = clip(x0, -s, s) / s. Either way eps is
+        re-derived from the clipped x0, so both stay consistent (as in DDIM and improved-diffusion).
         """
         if self.target == "eps":
             eps, x0 = out, (x_t - sigma * out) / alpha
@@ -293,8 +295,13 @@ class GaussianDiffusion:
         else:
             x0 = alpha * x_t - sigma * out
             eps = (x_t - alpha * x0) / sigma
-        if clip_denoised:
+        if clip_denoised is True:
             x0 = x0.clamp(-1.0, 1.0)
+        elif clip_denoised:
+            s = torch.quantile(x0.abs().flatten(1), float(clip_denoised), dim=1).clamp(min=1.0)
+            s = s.reshape(-1, *([1] * (x0.ndim - 1)))
+            x0 = torch.maximum(torch.minimum(x0, s), -s) / s
+        if clip_denoised:
             eps = (x_t - alpha * x0) / sigma
         return eps, x0
 

@@ -54,8 +54,11 @@ def sampling_options(cfg: Config, sampler=None, steps=None, spacing=None, eta=No
             "eta": s.eta if eta is None else eta, "churn": s.churn if churn is None else churn}
 
 
-def clip_denoised(cfg: Config, is_image: bool) -> bool:
-    """Clip predicted x_0 to [-1, 1]: on by default for images (bounded data), off for vectors."""
+def clip_denoised(cfg: Config, is_image: bool) -> bool | float:
+    """Clip predicted x_0 to [-1, 1]: on by default for images (bounded data), off for vectors; or
+    the quantile of dynamic thresholding when ``sample.dynamic_threshold`` is set."""
+    if cfg.sample.dynamic_threshold is not None:
+        return cfg.sample.dynamic_threshold
     return is_image if cfg.sample.clip_denoised is None else cfg.sample.clip_denoised
 
 

@@ -159,6 +159,8 @@ def check_sample(s, T: int) -> None:
         _fail("sample.eta", s.eta, "DDIM's eta is >= 0 (0: deterministic, 1: as ancestral sampling)")
     if not (math.isfinite(s.churn) and s.churn >= 0):
         _fail("sample.churn", s.churn, "EDM's churn is >= 0 (0: deterministic)")
+    if s.dynamic_threshold is not None and not 0 < s.dynamic_threshold < 1:  # (False for NaN too)
+        _fail("sample.dynamic_threshold", s.dynamic_threshold, "give a quantile in (0, 1), e.g. 0.995, or none")
     _at_least("sample.n", s.n, 1)
     _at_least("sample.batch_size", s.batch_size, 1)
 

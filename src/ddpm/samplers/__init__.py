@@ -78,8 +78,11 @@ def network_evaluations(sampler: str, steps: int) -> int:
     return 2 * steps - 1 if resolve_sampler(sampler) == "heun" else steps
 
 
-def _check(sampler, spacing, eta, churn, invertible=False) -> tuple:
+def _check(sampler, spacing, eta, churn, clip_denoised, invertible=False) -> tuple:
     sampler = resolve_sampler(sampler)
+    if not isinstance(clip_denoised, bool) and not 0 < clip_denoised < 1:
+        raise ConfigError(f"clip_denoised must be True, False or a dynamic-thresholding quantile in (0, 1), "
+                          f"got {clip_denoised!r}")
     fn, default_spacing, options = SAMPLERS[sampler]
     spacing = spacing or default_spacing
     if spacing not in get_args(Spacing):
@@ -109,7 +112,7 @@ def sample(
     spacing: Spacing | None = None,
     eta: float = 0.0,
     churn: float = 0.0,
-    clip_denoised: bool = False,
+    clip_denoised: bool | float = False,
     labels: torch.Tensor | None = None,
     x_T: torch.Tensor | None = None,
     batch_size: int = 64,
@@ -127,14 +130,15 @@ def sample(
         spacing: where the steps lie: ``linspace`` (from T-1 down to 0), ``leading``, ``trailing``
             or ``karras`` (EDM's); None: the sampler's own default, ``karras`` for DPM-Solver++
             (measured best at few steps), Euler and Heun, else ``linspace``.
-        clip_denoised: clip the predicted x_0 to [-1, 1] at every step (bounded data).
+        clip_denoised: clip the predicted x_0 to [-1, 1] at every step (bounded data); or a
+            quantile p in (0, 1): Imagen's dynamic thresholding at that quantile of |x_0|.
         labels: class label per sample, passed to the network as ``y``.
         x_T: start from these states (N, *shape) instead of each seed's noise (e.g. from
             :func:`invert`); the seeds still drive any noise drawn on the way.
         batch_size: samples per network call; results do not depend on it.
         return_trajectory: also return every state, x_T first.
     """
-    sampler, fn, spacing, kwargs = _check(sampler, spacing, eta, churn)
+    sampler, fn, spacing, kwargs = _check(sampler, spacing, eta, churn, clip_denoised)
     seeds = [int(s) for s in seeds]
     sigmas = sigma_grid(process, process.num_timesteps if steps is None else steps, spacing)
     if x_T is not None and tuple(x_T.shape) != (len(seeds), *shape):
@@ -153,7 +157,7 @@ def invert(
     sampler: Sampler = "ddim",
     steps: int | None = None,
     spacing: Spacing | None = None,
-    clip_denoised: bool = False,
+    clip_denoised: bool | float = False,
     labels: torch.Tensor | None = None,
     batch_size: int = 64,
     device=None,
@@ -162,7 +166,7 @@ def invert(
     steps and spacing returns it (DDIM inversion, Song et al. 2021 sec. 4.3, and its analogue for
     every deterministic sampler): the sampler's ODE solved from the grid's least noisy level,
     where ``x0`` is taken as the state, up to its noisiest. Returns x_T, float32 CPU."""
-    sampler, fn, spacing, kwargs = _check(sampler, spacing, 0.0, 0.0, invertible=True)
+    sampler, fn, spacing, kwargs = _check(sampler, spacing, 0.0, 0.0, clip_denoised, invertible=True)
     sigmas = sigma_grid(process, process.num_timesteps if steps is None else steps, spacing)[-2::-1].copy()
     n = x0.shape[0]
     x, _ = _run(process, model, tuple(x0.shape[1:]), list(range(n)), sigmas, fn, kwargs, clip_denoised, labels,
