@@ -18,6 +18,8 @@ def _overrides(args) -> dict:
         value = getattr(args, name, None)
         if value is not None:
             out[key] = value
+    if getattr(args, "conditional", False):
+        out["model.class_conditional"] = True
     return out
 
 
@@ -100,16 +102,23 @@ def cmd_sample(args) -> int:
     if args.png_dir is not None:
         check_writable(args.png_dir / "x.png")
     labels = None
+    conditional = bool(run.num_classes and run.cfg.model.class_conditional)
     if args.label is not None:
-        if not run.num_classes or not run.cfg.model.class_conditional:
-            raise RunError("--label needs a class-conditional run (train with --set model.class_conditional=true)")
+        if not conditional:
+            raise RunError("--class needs a class-conditional run (train with --conditional)")
         if not 0 <= args.label < run.num_classes:
-            raise RunError(f"--label must lie in 0..{run.num_classes - 1}")
+            raise RunError(f"--class must lie in 0..{run.num_classes - 1}")
         labels = torch.full((args.n,), args.label, dtype=torch.long)
+    if args.guidance is not None and labels is None:
+        raise RunError("--guidance needs --class: the class to guide the samples towards")
+    if not 0 <= args.guidance_rescale <= 1:
+        raise RunError(f"--guidance-rescale must lie in [0, 1], got {args.guidance_rescale}")
+    if conditional and labels is None:
+        print("class-conditional run sampled without --class: drawing from the unconditional model (no label)")
     want_traj = args.gif is not None
     out = run.sample(args.n, seed=args.seed, sampler=args.sampler, steps=args.steps, spacing=args.spacing,
                      eta=args.eta, churn=args.churn, clip=args.dynamic_threshold or args.clip, labels=labels,
-                     batch_size=args.batch_size,
+                     guidance=args.guidance, guidance_rescale=args.guidance_rescale, batch_size=args.batch_size,
                      return_trajectory=want_traj, progress=not args.quiet)
     x = out.x
     save_samples(x, args.out, run.is_image, labels)
@@ -357,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="run directory (default: runs/DATA)")
     p.add_argument("--steps", type=int, help="optimizer steps (train.steps)")
     p.add_argument("--minutes", type=float, help="wall-clock budget in minutes (train.minutes)")
+    p.add_argument("--conditional", action="store_true",
+                   help="condition on the data's class labels, dropping 10%% of them for classifier-free guidance "
+                        "(model.class_conditional=true, train.label_dropout)")
     p.add_argument("--resume", type=Path, metavar="RUN", help="continue RUN from its newest checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
@@ -372,7 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="clip predicted x0 to [-1, 1] (default: on for images)")
     p.add_argument("--dynamic-threshold", type=float, metavar="P",
                    help="instead of clipping, Imagen's dynamic thresholding at quantile P of |x0| (e.g. 0.995)")
-    p.add_argument("--label", type=int, help="class label, for class-conditional runs")
+    p.add_argument("--class", "--label", dest="label", type=int,
+                   help="class to draw, for class-conditional runs (without it: the unconditional model)")
+    p.add_argument("--guidance", type=float, metavar="W",
+                   help="classifier-free guidance scale with --class (0 unconditional, 1 conditional, e.g. 2)")
+    p.add_argument("--guidance-rescale", type=float, default=0.0, metavar="PHI",
+                   help="rescale the guided prediction towards the conditional one's spread (Lin et al.; e.g. 0.7)")
     p.add_argument("--raw", action="store_true", help="the raw weights of the newest checkpoint instead of the EMA")
     p.add_argument("--checkpoint", type=int, metavar="STEP", help="sample the checkpoint of this step")
     p.add_argument("--batch-size", type=int, help="samples per network call")

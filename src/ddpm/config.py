@@ -77,6 +77,7 @@ class TrainConfig:
     decay: str = "cosine"  #: constant | cosine | linear, from lr after warm-up to min_lr
     min_lr: float = 0.0
     grad_clip: float | None = 1.0
+    label_dropout: float | None = None  #: class-conditional runs: share of labels dropped for guidance (None: 0.1)
     timestep_sampling: str = "uniform"  #: uniform | importance (iDDPM sec. 3.3, for diffusion.loss=vlb)
     max_nonfinite: int = 10  #: steps in a row with a non-finite loss or gradient (each skipped) before the run stops
     ema_decay: float = 0.999

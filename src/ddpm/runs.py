@@ -80,7 +80,8 @@ class Run:
         return len(self.shape) == 3
 
     def sample(self, n: int, seed: int = 0, sampler=None, steps=None, spacing=None, eta=None, churn=None, clip=None,
-               labels=None, batch_size=None, return_trajectory=False, progress=False):
+               labels=None, guidance=None, guidance_rescale=0.0, batch_size=None, return_trajectory=False,
+               progress=False):
         """``n`` samples (a :class:`~ddpm.samplers.SampleOutput`), sample i from seed ``seed + i``;
         options default to the run's config. Non-finite samples (a diverged model) raise
         :class:`RunError` instead of being returned."""
@@ -88,7 +89,8 @@ class Run:
             self.process, self.model, self.shape, range(seed, seed + n),
             **sampling_options(self.cfg, sampler, steps, spacing, eta, churn),
             clip_denoised=clip_denoised(self.cfg, self.is_image) if clip is None else clip,
-            labels=labels, batch_size=self.cfg.sample.batch_size if batch_size is None else batch_size,
+            labels=labels, guidance=guidance, null_label=self.num_classes, guidance_rescale=guidance_rescale,
+            batch_size=self.cfg.sample.batch_size if batch_size is None else batch_size,
             return_trajectory=return_trajectory,
             progress=progress,
         )
@@ -346,7 +348,7 @@ def finish(cfg: Config, trainer: Trainer, data: Dataset, run_dir: Path) -> dict 
     run = load_run(run_dir, device=trainer.device)
     if run.is_image:
         n = min(cfg.sample.n, 64)
-        labels = _snapshot_labels(trainer, data)
+        labels = torch.arange(n) % data.num_classes if trainer.class_conditional else None
         out = run.sample(n, seed=0, labels=labels, return_trajectory=True)
         viz.save_image_grid(out.x, pictures / "samples.png")
         viz.reverse_strip(out.trajectory[:, :8], out.timesteps, pictures / "reverse.png", run.process)

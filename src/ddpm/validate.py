@@ -125,6 +125,8 @@ def check_train(t) -> None:
     from .train.timesteps import TIMESTEP_SAMPLING
 
     _choice("train.timestep_sampling", t.timestep_sampling, TIMESTEP_SAMPLING)
+    if t.label_dropout is not None and not 0 <= t.label_dropout < 1:  # (False for NaN too)
+        _fail("train.label_dropout", t.label_dropout, "use a share in [0, 1), e.g. 0.1")
     for name in ("log_every", "keep_checkpoints", "max_nonfinite"):
         _at_least(f"train.{name}", getattr(t, name), 1)
     for name in ("sample_every", "checkpoint_every", "eval_every"):

@@ -2,7 +2,7 @@
 
 from torch import nn
 
-from .embeddings import SinusoidalEmbedding
+from .embeddings import LabelEmbedding, SinusoidalEmbedding
 
 
 class ResidualBlock(nn.Module):
@@ -41,15 +41,15 @@ class MLP(nn.Module):
         self.time_embed = nn.Sequential(
             SinusoidalEmbedding(time_dim), nn.Linear(time_dim, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim)
         )
-        self.label_embed = nn.Embedding(num_classes, time_dim) if num_classes else None
+        self.label_embed = LabelEmbedding(num_classes, time_dim) if num_classes else None
         self.inp = nn.Linear(dim, width)
         self.blocks = nn.ModuleList(ResidualBlock(width, time_dim) for _ in range(depth))
         self.out = nn.Sequential(nn.SiLU(), nn.Linear(width, out_dim))
 
     def forward(self, x, t, y=None):
         temb = self.time_embed(t)
-        if self.label_embed is not None and y is not None:
-            temb = temb + self.label_embed(y)
+        if self.label_embed is not None:  # y=None or label num_classes: "no label"
+            temb = temb + self.label_embed(y, x.shape[0], x.device)
         h = self.inp(x)
         for block in self.blocks:
             h = block(h, temb)

@@ -24,6 +24,7 @@ from .ancestral import p_sample, sample_ancestral
 from .ddim import sample_ddim
 from .dpm_solver import sample_dpmpp_2m
 from .grid import Spacing, paper_steps, sigma_grid
+from .guidance import ClassifierFreeGuidance
 from .karras import karras_sigmas, sample_euler, sample_heun
 from .noise import PerSampleNoise
 
@@ -43,7 +44,7 @@ DETERMINISTIC = ("ddim", "dpm++2m", "euler", "heun")
 
 __all__ = ["sample", "invert", "SampleOutput", "p_sample", "sample_ancestral", "sample_ddim", "sample_dpmpp_2m",
            "sample_euler", "sample_heun", "karras_sigmas", "sigma_grid", "PerSampleNoise", "Sampler", "Spacing",
-           "SAMPLERS", "resolve_sampler", "network_evaluations"]
+           "SAMPLERS", "resolve_sampler", "network_evaluations", "ClassifierFreeGuidance"]
 
 
 @dataclass
@@ -114,6 +115,9 @@ def sample(
     churn: float = 0.0,
     clip_denoised: bool | float = False,
     labels: torch.Tensor | None = None,
+    guidance: float | None = None,
+    null_label: int | None = None,
+    guidance_rescale: float = 0.0,
     x_T: torch.Tensor | None = None,
     batch_size: int = 64,
     device=None,
@@ -133,12 +137,22 @@ def sample(
         clip_denoised: clip the predicted x_0 to [-1, 1] at every step (bounded data); or a
             quantile p in (0, 1): Imagen's dynamic thresholding at that quantile of |x_0|.
         labels: class label per sample, passed to the network as ``y``.
+        guidance: classifier-free guidance scale w (0: unconditional, 1: conditional, > 1: guided;
+            Ho & Salimans 2022), in one batched call per step; needs ``labels`` and ``null_label``,
+            the network's "no label" class. ``guidance_rescale``: Lin et al.'s rescale in [0, 1].
         x_T: start from these states (N, *shape) instead of each seed's noise (e.g. from
             :func:`invert`); the seeds still drive any noise drawn on the way.
         batch_size: samples per network call; results do not depend on it.
         return_trajectory: also return every state, x_T first.
     """
     sampler, fn, spacing, kwargs = _check(sampler, spacing, eta, churn, clip_denoised)
+    if guidance is not None:
+        if labels is None or null_label is None:
+            raise ConfigError("guidance needs the labels to guide towards and the network's null label: "
+                              "pass labels=... and null_label=<number of classes>")
+        if not 0 <= guidance_rescale <= 1:
+            raise ConfigError(f"guidance_rescale must lie in [0, 1], got {guidance_rescale}")
+        model = ClassifierFreeGuidance(model, guidance, null_label, guidance_rescale, process.learned_variance)
     seeds = [int(s) for s in seeds]
     sigmas = sigma_grid(process, process.num_timesteps if steps is None else steps, spacing)
     if x_T is not None and tuple(x_T.shape) != (len(seeds), *shape):

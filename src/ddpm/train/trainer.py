@@ -64,6 +64,8 @@ class Trainer:
         self.on_snapshot, self.weights_metadata = on_snapshot, weights_metadata or {}
         self.on_evaluate, self.now = on_evaluate, clock
         self.class_conditional = class_conditional
+        #: the share of examples trained with the "no label" class (Ho & Salimans 2022, Algorithm 1)
+        self.label_dropout = (0.1 if cfg.label_dropout is None else cfg.label_dropout) if class_conditional else 0.0
         if class_conditional and data.y is None:
             raise ConfigError("class-conditional training needs a data set with labels")
         self.device = resolve_device(cfg.device, _local_rank())
@@ -145,8 +147,12 @@ class Trainer:
         x = x.to(self.device, non_blocking=True)
         if self.cfg.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        kwargs = {"y": y.to(self.device)} if self.class_conditional else {}
-        return x, kwargs
+        if not self.class_conditional:
+            return x, {}
+        if self.label_dropout > 0:  # classifier-free guidance: sometimes train the unconditional model
+            drop = torch.rand(len(y), generator=self.data_gen) < self.label_dropout
+            y = torch.where(drop, torch.full_like(y, self.data.num_classes), y)
+        return x, {"y": y.to(self.device)}
 
     @torch.no_grad()
     def update_ema(self) -> None:
