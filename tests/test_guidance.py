@@ -92,6 +92,15 @@ def test_conditional_training_and_guided_sampling_from_the_command_line(tmp_path
                  "--sampler", "dpm++", "--steps", "5", "--out", str(s), "--quiet"]) == 0
     with np.load(s) as z:
         assert z["arr_0"].shape == (6, 8, 8, 1) and list(z["arr_1"]) == [3] * 6
+    grid = tmp_path / "grid.png"
+    assert main(["sample", str(out), "--n", "2", "--class", "all", "--steps", "5", "--out", str(s), "--grid",
+                 str(grid), "--quiet"]) == 0
+    with np.load(s) as z:
+        assert list(z["arr_1"]) == [c for c in range(10) for _ in range(2)]
+    from PIL import Image
+
+    width, height = Image.open(grid).size
+    assert height > 4 * width  # ten rows of two
     capsys.readouterr()
     assert main(["sample", str(out), "--n", "2", "--steps", "5", "--out", str(s), "--quiet"]) == 0
     assert "unconditional model" in capsys.readouterr().out

@@ -106,9 +106,13 @@ def cmd_sample(args) -> int:
     if args.label is not None:
         if not conditional:
             raise RunError("--class needs a class-conditional run (train with --conditional)")
-        if not 0 <= args.label < run.num_classes:
-            raise RunError(f"--class must lie in 0..{run.num_classes - 1}")
-        labels = torch.full((args.n,), args.label, dtype=torch.long)
+        if args.label == "all":  # --n of each class, class by class
+            labels = torch.arange(run.num_classes).repeat_interleave(args.n)
+        elif not 0 <= args.label < run.num_classes:
+            raise RunError(f"--class must lie in 0..{run.num_classes - 1}, or be all")
+        else:
+            labels = torch.full((args.n,), args.label, dtype=torch.long)
+    n = args.n if labels is None else len(labels)
     if args.guidance is not None and labels is None:
         raise RunError("--guidance needs --class: the class to guide the samples towards")
     if not 0 <= args.guidance_rescale <= 1:
@@ -116,15 +120,19 @@ def cmd_sample(args) -> int:
     if conditional and labels is None:
         print("class-conditional run sampled without --class: drawing from the unconditional model (no label)")
     want_traj = args.gif is not None
-    out = run.sample(args.n, seed=args.seed, sampler=args.sampler, steps=args.steps, spacing=args.spacing,
+    out = run.sample(n, seed=args.seed, sampler=args.sampler, steps=args.steps, spacing=args.spacing,
                      eta=args.eta, churn=args.churn, clip=args.dynamic_threshold or args.clip, labels=labels,
                      guidance=args.guidance, guidance_rescale=args.guidance_rescale, batch_size=args.batch_size,
                      return_trajectory=want_traj, progress=not args.quiet)
     x = out.x
     save_samples(x, args.out, run.is_image, labels)
-    print(f"{args.n} samples -> {args.out}")
+    print(f"{n} samples -> {args.out}")
     if args.grid is not None:
-        if run.is_image:
+        if run.is_image and args.label == "all":  # one row per class, at most 16 of each
+            per = min(args.n, 16)
+            keep = (torch.arange(len(x)) % args.n) < per
+            viz.save_image_grid(x[keep], args.grid, nrow=per)
+        elif run.is_image:
             viz.save_image_grid(x[:256], args.grid)
         else:
             from .data import load_dataset
@@ -339,6 +347,15 @@ def cmd_presets(args) -> int:
     return 0
 
 
+def _class_arg(text: str):
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a class number or all") from None
+
+
 def _sampler_arguments(p: argparse.ArgumentParser) -> None:
     from typing import get_args
 
@@ -384,8 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="clip predicted x0 to [-1, 1] (default: on for images)")
     p.add_argument("--dynamic-threshold", type=float, metavar="P",
                    help="instead of clipping, Imagen's dynamic thresholding at quantile P of |x0| (e.g. 0.995)")
-    p.add_argument("--class", "--label", dest="label", type=int,
-                   help="class to draw, for class-conditional runs (without it: the unconditional model)")
+    p.add_argument("--class", "--label", dest="label", type=_class_arg,
+                   help="class to draw, for class-conditional runs, or all (--n of each; --grid: a row per class); "
+                        "without it: the unconditional model")
     p.add_argument("--guidance", type=float, metavar="W",
                    help="classifier-free guidance scale with --class (0 unconditional, 1 conditional, e.g. 2)")
     p.add_argument("--guidance-rescale", type=float, default=0.0, metavar="PHI",
