@@ -78,12 +78,17 @@ def key(model: str, name: str, steps: int) -> str:
     return f"{model}/{name}/{steps}"
 
 
+def _with_beta(run):
+    """The same run sampled with the reverse variance beta_t (DDPM's fixed_large)."""
+    p = run.process
+    run.process = type(p)(p.betas, p.target, "fixed_large", p.loss, p.min_snr_gamma)
+    return run
+
+
 def _models(run: Path, learned_run: Path | None, device):
     fixed = load_run(run, device=device)
     models = {"fixed": fixed}
-    large = load_run(run, device=device)
-    large.process = type(large.process)(large.process.betas, large.process.target, "fixed_large")
-    models["fixed_large"] = large
+    models["fixed_large"] = _with_beta(load_run(run, device=device))
     if learned_run is not None:
         models["learned"] = load_run(learned_run, device=device)
     return models
@@ -155,7 +160,7 @@ def cmd_measure(args) -> None:
         with np.load(args.samples / f"samples_{model}.npz") as z:
             for name in z.files:
                 tag, steps = name.rsplit("_", 1)
-                sampler, _, spacing = tag.partition("-") if "-" in tag else (tag, "", "")
+                sampler = tag.partition("-")[0]
                 k = key(model, tag, int(steps))
                 want_inception = (model, tag, int(steps)) in INCEPTION
                 if k in done and ("fid" in done[k] or not want_inception):
@@ -202,6 +207,15 @@ def _plot_curves(ax, curves: dict) -> None:
                 c=colours[i % len(colours)], label=name)
 
 
+def _finish_axes(ax, title: str) -> None:
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("network evaluations per sample")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
 def plot_images(points: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, (metric, label) in zip(axes, (("classifier_fid", "classifier FID@1k"), ("fid", "Inception FID@1k"))):
@@ -210,12 +224,7 @@ def plot_images(points: dict, path: Path) -> None:
         floor = next(iter(curves.values()))[0][2] if curves else None
         if floor is not None:
             ax.axhline(floor, c="k", ls="--", lw=1, label="data floor (same n)")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("network evaluations per sample")
-        ax.set_title(f"MNIST: {label}", fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        _finish_axes(ax, f"MNIST: {label}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -232,9 +241,7 @@ def cmd_toy(args) -> None:
         if not (run_dir / "model.safetensors").is_file():
             train(make_config(data="swissroll", overrides=overrides), run_dir, progress=False)
         runs[model] = load_run(run_dir)
-    large = load_run(args.work / "swissroll_fixed")
-    large.process = type(large.process)(large.process.betas, large.process.target, "fixed_large")
-    runs["fixed_large"] = large
+    runs["fixed_large"] = _with_beta(load_run(args.work / "swissroll_fixed"))
     T = runs["fixed"].process.num_timesteps
     points = {}
     for model, sampler, steps, spacing in configurations(T, True):
@@ -264,13 +271,8 @@ def plot_toy(points: dict, n: int, path: Path) -> None:
     _plot_curves(ax, _curves({k: {**p, "sw": {"value": p["sliced_wasserstein"]["ratio"], "floor": 1.0}}
                               for k, p in points.items()}, "sw"))
     ax.axhline(1.0, c="k", ls="--", lw=1, label="data floor")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("network evaluations per sample")
     ax.set_ylabel("sliced W / floor")
-    ax.set_title(f"swiss roll, {n} samples", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    _finish_axes(ax, f"swiss roll, {n} samples")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

@@ -252,8 +252,9 @@ def test_evaluate_a_run_records_the_protocol(digits_run, digits_classifier, tmp_
                  "--json", str(out), "--quiet", "--seed", "7"]) == 0
     r = json.loads(out.read_text())
     p = r["protocol"]
-    assert p == {**p, "n": 40, "sampler": "ancestral", "steps": 5, "eta": 0.0, "clip_denoised": True,
-                 "weights": "ema", "checkpoint_step": 30, "seed": 7, "reference_split": "train"}
+    assert p == {**p, "n": 40, "sampler": "ancestral", "steps": 5, "spacing": "linspace", "eta": 0.0, "churn": 0.0,
+                 "nfe": 5, "clip_denoised": True, "weights": "ema", "checkpoint_step": 30, "seed": 7,
+                 "reference_split": "train"}
     assert r["classifier"]["fid"]["n"] == 40 and "floor" in r["classifier"]["fid"]
     assert (digits_run / "pictures" / "memorization_pairs.png").is_file()
     with np.load(digits_run / "eval_samples.npz") as f:
@@ -261,10 +262,11 @@ def test_evaluate_a_run_records_the_protocol(digits_run, digits_classifier, tmp_
     printed = capsys.readouterr().out
     assert "classifier FID/KID" in printed and "data floor" in printed
     raw = tmp_path / "raw.json"
-    assert main(["evaluate", str(digits_run), "--n", "40", "--steps", "5", "--features", "classifier", "--raw",
-                 "--checkpoint", "15", "--json", str(raw), "--quiet", "--no-memorization"]) == 0
+    assert main(["evaluate", str(digits_run), "--n", "40", "--sampler", "heun", "--steps", "3", "--features",
+                 "classifier", "--raw", "--checkpoint", "15", "--json", str(raw), "--quiet", "--no-memorization"]) == 0
     r2 = json.loads(raw.read_text())
     assert r2["protocol"]["weights"] == "raw" and r2["protocol"]["checkpoint_step"] == 15
+    assert (r2["protocol"]["sampler"], r2["protocol"]["spacing"], r2["protocol"]["nfe"]) == ("heun", "karras", 5)
     assert "memorization" not in r2 and r2["classifier"]["fid"]["value"] != r["classifier"]["fid"]["value"]
 
 

@@ -133,3 +133,23 @@ def test_importance_sampled_training_resumes_exactly(tmp_path):
     for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
     assert torch.equal(full.timesteps.history, resumed.timesteps.history)
+
+
+def test_skipped_non_finite_steps_do_not_reach_the_timestep_history():
+    class NaNOnce(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net, self.calls = MLP(2, width=16, depth=1, out_dim=4), 0
+
+        def forward(self, x, t, y=None):
+            self.calls += 1
+            out = self.net(x, t)
+            return out * float("nan") if self.calls == 2 else out
+
+    torch.manual_seed(0)
+    cfg = TrainConfig(steps=3, batch_size=16, progress=False, timestep_sampling="importance")
+    data = load_dataset(DataConfig(name="moons", n=200), seed=0)
+    p = GaussianDiffusion(make_betas("linear", 8), variance="learned_range", loss="vlb")
+    tr = Trainer(p, NaNOnce(), data, cfg, seed=0).run()
+    assert tr.step == 3 and int(tr.timesteps.count.sum()) == 3 * 16  # the NaN batch was skipped, not recorded
+    assert torch.isfinite(tr.timesteps.history).all()

@@ -172,16 +172,16 @@ class GaussianDiffusion:
 
     def t_at_sigma(self, sigma) -> np.ndarray:
         """The (fractional) step whose noise level is ``sigma``: the inverse of :meth:`sigma_at`,
-        clamped to 0..T-1."""
-        return np.interp(np.log(np.asarray(sigma, dtype=np.float64)), self.log_sigmas, np.arange(self.num_timesteps))
+        clamped to 0..T-1; a level of one of the chain's steps gives that step exactly."""
+        t = np.interp(np.log(np.asarray(sigma, dtype=np.float64)), self.log_sigmas, np.arange(self.num_timesteps))
+        return np.where(np.abs(t - np.rint(t)) < 1e-6, np.rint(t), t)
 
     def steps_at_sigmas(self, sigmas) -> np.ndarray:
         """The steps of noise levels ``sigmas``, which must be steps of this chain (integers)."""
         t = self.t_at_sigma(sigmas)
-        steps = np.rint(t).astype(np.int64)
-        if not np.allclose(t, steps, atol=1e-6):
+        if not np.all(t == np.rint(t)):
             raise ConfigError("this sampler runs on the chain's own steps: use a linspace, leading or trailing spacing")
-        return steps
+        return t.astype(np.int64)
 
     def predict_at(self, model, x_t, sigma: float, clip_denoised: bool = False, model_kwargs=None):
         """(eps, x0) predicted by the network for the whole batch at EDM noise level ``sigma``, where
@@ -189,8 +189,6 @@ class GaussianDiffusion:
         step of that level, interpolated between the steps it was trained on (an exact step when
         sigma is one) and clamped to the chain (EDM's churn can raise sigma above the last step)."""
         t = float(self.t_at_sigma(sigma))
-        if abs(t - round(t)) < 1e-6:
-            t = float(round(t))
         t_model = float(np.interp(t, np.arange(self.num_timesteps), self.timestep_map))
         t_model = torch.full((x_t.shape[0],), t_model, device=x_t.device)
         out, _ = self.split_output(self.model_output(model, x_t, t_model, model_kwargs))

@@ -26,6 +26,7 @@ from .dpm_solver import sample_dpmpp_2m
 from .grid import Spacing, paper_steps, sigma_grid
 from .guidance import ClassifierFreeGuidance
 from .karras import karras_sigmas, sample_euler, sample_heun
+from .loop import alpha_of
 from .noise import PerSampleNoise
 
 Sampler = Literal["ancestral", "ddim", "dpm++2m", "dpm++", "euler", "heun"]
@@ -184,12 +185,8 @@ def invert(
     sigmas = sigma_grid(process, process.num_timesteps if steps is None else steps, spacing)[-2::-1].copy()
     n = x0.shape[0]
     x, _ = _run(process, model, tuple(x0.shape[1:]), list(range(n)), sigmas, fn, kwargs, clip_denoised, labels,
-                x0 * _alpha(sigmas[0]), batch_size, device, False, False, sampler)
+                x0 * alpha_of(sigmas[0]), batch_size, device, False, False, sampler)
     return x
-
-
-def _alpha(sigma: float) -> float:
-    return float(1.0 / np.sqrt(1.0 + sigma * sigma))
 
 
 def _run(process, model, shape, seeds, sigmas, fn, kwargs, clip_denoised, labels, x_T, batch_size, device,

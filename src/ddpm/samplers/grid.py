@@ -33,4 +33,4 @@ def paper_steps(process, sigmas) -> np.ndarray:
     t = np.zeros_like(sigmas)
     noisy = sigmas > 0
     t[noisy] = process.t_at_sigma(sigmas[noisy]) + 1
-    return np.where(np.abs(t - np.rint(t)) < 1e-6, np.rint(t), t)
+    return t

@@ -190,16 +190,16 @@ class Trainer:
                 losses = self.process.training_losses(self.net, x, t, noise, kwargs, self.data.is_image)["loss"]
                 loss = (losses if weights is None else losses * weights).mean() / cfg.grad_accum
             self.scaler.scale(loss).backward()
-            self.timesteps.update(t, losses, self.dist)
-            seen.append((losses.detach(), (t * 4 // T).clamp(max=3)))
+            seen.append((losses.detach(), t))
         self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip or float("inf"))
         if not torch.isfinite(grad_norm):  # also catches a non-finite loss (DDP: the same on every rank)
             self._skip_nonfinite(stats)
             return lr
         self.nonfinite_in_a_row = 0
-        for losses, quartile in seen:
-            stats.add_losses(losses, quartile)
+        for losses, t in seen:  # only accepted steps reach the statistics and the timestep history
+            stats.add_losses(losses, (t * 4 // T).clamp(max=3))
+            self.timesteps.update(t, losses, self.dist)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
