@@ -57,12 +57,15 @@ def test_two_nodes_through_a_rendezvous(tmp_path):
         port = s.getsockname()[1]
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
-           "--rdzv_backend", "c10d", "--rdzv_endpoint", f"localhost:{port}", "--rdzv_id", "ddpm-two-nodes",
-           "-m", "ddpm.cli", "train", "--data", "moons", "--out", str(out), "--steps", "20", "--quiet",
-           "--set", "train.log_every=10", "--set", "sample.n=100"]
+    # on one machine both launchers would see themselves as the endpoint's host: name the one that
+    # hosts the rendezvous store, as separate machines need not
+    cmds = [[sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+             "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", "ddpm-two-nodes",
+             "--rdzv_conf", f"is_host={host}", "-m", "ddpm.cli", "train", "--data", "moons", "--out", str(out),
+             "--steps", "20", "--quiet", "--set", "train.log_every=10", "--set", "sample.n=100"]
+            for host in ("true", "false")]
     nodes = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for _ in range(2)]
+             for cmd in cmds]
     results = [node.communicate(timeout=300) for node in nodes]
     for node, (_, err) in zip(nodes, results):
         assert node.returncode == 0, err[-3000:]
