@@ -28,11 +28,13 @@ FAST = ["--quiet", "--steps", "20", "--set", "sample.n=10", "--set", "diffusion.
 CASES = [
     ("unknown option", "train --data moons --set train.speed=3", "unknown option 'train.speed'", 1),
     ("option out of range", "train --data moons --set model.width=-5", "model.width=-5", 1),
+    ("an unknown time embedding", "train --data moons --set model.time_embedding=learned", "model.time_embedding", 1),
     ("sampling steps beyond T (found before training)", "train --data moons --set sample.steps=5000", "sample.steps", 1),
     ("negative DDIM eta (found before training)", "train --data moons --set sample.eta=-1", "sample.eta", 1),
     ("learning-rate floor above the rate", "train --data moons --set train.min_lr=1", "train.min_lr", 1),
     ("unknown preset", "train --preset imagenet", "unknown preset", 1),
     ("unknown data set", "train --data swissrol", "unknown data set", 1),
+    ("an image size that is neither a side nor H,W", "train --data digits --set data.image_size=32x", "H,W or HxW", 1),
     ("a data path that does not exist", "train --data {tmp}/nowhere/images", "does not exist", 1),
     ("a damaged .tar.gz", "train --data {tmp}/cifar-10-binary.tar.gz", "tar archive", 1),
     ("NaN in an array file", "train --data {tmp}/nan.npy", "NaN", 1),
@@ -53,6 +55,9 @@ CASES = [
     ("evaluate a sample file without --data", "evaluate --samples {tmp}/tiny.npz", "--data", 1),
     ("feature spaces for 2-D data", "evaluate {run} --features inception", "leave out --features", 1),
     ("report of something that is not a run", "report {tmp}", "not a run directory", 1),
+    ("export of a 2-D run to diffusers", "export {run} {tmp}/exported", "only U-Net image runs", 1),
+    ("import of a folder that is not a diffusers pipeline", "import {tmp} --out {tmp}/imported",
+     "model_index.json is missing", 1),
     ("a command line that argparse rejects", "sample {run} --n three", "invalid int value", 2),
 ]
 

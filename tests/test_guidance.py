@@ -106,3 +106,23 @@ def test_conditional_training_and_guided_sampling_from_the_command_line(tmp_path
     assert "unconditional model" in capsys.readouterr().out
     assert main(["sample", str(out), "--guidance", "2", "--out", str(s), "--quiet"]) == 1  # no --class: refused
     assert "--guidance needs --class" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_conditional_2d_model_draws_the_asked_component(tmp_path):
+    """8gaussians is labelled by its component: a guided class-conditional MLP puts the samples of
+    class k on the k-th Gaussian (at angle k pi/4), far above the chance of 1/8."""
+    import numpy as np
+
+    from ddpm.cli import main
+
+    out = tmp_path / "8g"
+    assert main(["train", "--data", "8gaussians", "--conditional", "--out", str(out), "--steps", "1500", "--quiet",
+                 "--set", "data.n=4000", "--set", "sample.n=16"]) == 0
+    s = tmp_path / "s.npz"
+    assert main(["sample", str(out), "--n", "40", "--class", "all", "--guidance", "2", "--sampler", "dpm++",
+                 "--steps", "20", "--out", str(s), "--quiet"]) == 0
+    with np.load(s) as z:
+        x, y = z["arr_0"], z["arr_1"]
+    component = np.round((np.arctan2(x[:, 1], x[:, 0]) % (2 * np.pi)) / (np.pi / 4)).astype(int) % 8
+    assert np.mean(component == y) > 0.9

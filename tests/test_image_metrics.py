@@ -231,7 +231,7 @@ def test_image_evaluation_refuses_bad_requests():
         evaluate_images(x, DIGITS, features=("clip",))
     with pytest.raises(ConfigError, match="uint8"):
         evaluate_images(x.float(), DIGITS, features=())
-    with pytest.raises(ConfigError, match="at most --n 176"):
+    with pytest.raises(ConfigError, match="at most --n 170"):  # 176 test images: the floor's and 6 more
         evaluate_images(torch.zeros(500, 1, 8, 8, dtype=torch.uint8), DIGITS, features=(), reference_split="test")
 
 
@@ -276,7 +276,7 @@ def test_evaluate_refuses_bad_input_before_sampling(digits_run, tmp_path):
     r = run_cli("evaluate", digits_run, "--features", "clip", "--quiet")
     assert r.returncode == 1 and "unknown feature space" in r.stderr
     r = run_cli("evaluate", digits_run, "--n", "1", "--quiet")
-    assert r.returncode == 1 and "at least 2 samples" in r.stderr
+    assert r.returncode == 1 and "at least 6 samples" in r.stderr
     r = run_cli("evaluate", "--samples", tmp_path / "none.npz")
     assert r.returncode == 1 and "--data" in r.stderr
     assert not (digits_run / "eval.json").exists()

@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from ddpm.data import TOY2D, sample_toy2d
+from ddpm.data import TOY2D, load_dataset, sample_toy2d
+from ddpm.config import DataConfig
+from ddpm.data.toy2d import COMPONENTS
 from ddpm.errors import DataError
 from ddpm.eval.toy_metrics import evaluate_points, mmd_rbf, sliced_wasserstein, wasserstein2
 
@@ -28,6 +30,27 @@ def test_shapes_of_known_sets():
     assert np.all(cells == cells[0])  # only squares of one colour
     g = sample_toy2d("gaussian", 20000, 0, mean=[1.0, -2.0], cov=[[2.0, 0.5], [0.5, 1.0]])
     assert np.allclose(g.mean(0), [1, -2], atol=0.05) and np.allclose(np.cov(g.T), [[2, 0.5], [0.5, 1]], atol=0.08)
+
+
+def test_mixture_like_sets_are_labelled_by_their_component():
+    def load(name):
+        d = load_dataset(DataConfig(name=name, n=4000))
+        assert d.num_classes == COMPONENTS[name] and set(d.y.tolist()) == set(range(COMPONENTS[name]))
+        assert np.array_equal(d.x.numpy(), sample_toy2d(name, 4000, 0))  # labels add nothing to the draw
+        return d.x.numpy(), d.y.numpy()
+
+    x, y = load("8gaussians")
+    angle = np.arctan2(x[:, 1], x[:, 0]) % (2 * np.pi)
+    assert np.array_equal(np.round(angle / (np.pi / 4)).astype(int) % 8, y)
+    x, y = load("circles")
+    assert np.array_equal(np.linalg.norm(x, axis=1) < 0.75, y == 1)
+    x, y = load("checkerboard")
+    assert np.array_equal((np.floor(x[:, 0] * 2).astype(int) + 2) * 2 + (x[:, 1] * 2 >= np.floor(x[:, 0] * 2) % 2),
+                          y)
+    x, y = load("moons")
+    assert x[y == 0, 1].mean() > 0.3 > -0.3 > x[y == 1, 1].mean() - 0.1  # the upper moon and the lower one
+    for name in ("swissroll", "spiral", "gaussian"):
+        assert load_dataset(DataConfig(name=name, n=10)).y is None
 
 
 def test_bad_toy_requests():

@@ -294,12 +294,25 @@ def _print_eval(result: dict) -> None:
         _print_table(clf, "classifier metric")
         hist = " ".join(str(c) for c in clf["class_histogram"])
         print(f"  class histogram of the samples: {hist}   (floor: {' '.join(map(str, clf['floor_class_histogram']))})")
+    if "color" in result:
+        _print_color(result["color"])
     mem = result.get("memorization")
     if mem and "near_copy_share" in mem:
         share = mem["near_copy_share"]
         print(f"  near copies of training images: {share['value']:.1%} of samples (held-out real images: "
               f"{share['floor']:.0%} by construction); median nearest distance {mem['median_nn_distance']['value']:.4f}"
               f" (held-out {mem['median_nn_distance']['floor']:.4f})")
+
+
+def _print_color(color: dict) -> None:
+    """Per-channel mean and std of samples and data, their difference and the floor's (real images at this n)."""
+    print(f"  {'colour (' + color['unit'] + ')':<34}" + "".join(f"{c:>10}" for c in color["channels"]))
+    rows = (("samples", "samples", ""), ("data", "data", ""), ("samples - data", "difference", "+"),
+            (f"{color['n']} real images - data (floor)", "floor_difference", "+"))
+    for stat in ("mean", "std"):
+        for i, (label, key, sign) in enumerate(rows):
+            values = "".join(f"{v:>{sign}10.2f}" for v in color[key][stat])
+            print(f"  {stat if i == 0 else '':<5} {label:<28}{values}")
 
 
 def _print_table(section: dict, header: str) -> None:
@@ -323,6 +336,26 @@ def cmd_report(args) -> int:
 
     path = write_report(args.run, args.out)
     print(f"report -> {path}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .convert.diffusers_pipeline import export_run
+
+    path = export_run(args.run, args.out, raw=args.raw, checkpoint=args.checkpoint)
+    weights = "raw" if args.raw else "EMA"
+    print(f"{args.run} ({weights} weights) -> {path}: load it with diffusers.DDPMPipeline.from_pretrained({str(path)!r})")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from .convert.diffusers_pipeline import import_pipeline
+
+    path = import_pipeline(args.folder, args.out, data=args.data)
+    print(f"{args.folder} -> {path}: sample it with ddpm sample {path}")
+    if args.data is None and not (args.folder / "ddpm_config.toml").is_file():
+        print("no --data given: to evaluate the run, import again with --data NAME_OR_PATH (the model's "
+              f"training data) or set data.name in {path / 'config.toml'}", file=sys.stderr)
     return 0
 
 
@@ -420,13 +453,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="measure a run's samples against the data",
                        description="Image runs: Inception FID, KID, precision/recall, density/coverage, the "
-                                   "classifier FID/KID of labelled grayscale data, and a memorisation check, each "
-                                   "with its data-versus-data floor and the protocol; 2-D runs: sliced W2, MMD, "
-                                   "exact W2 against fresh data. Writes RUN/eval.json (or --json).")
+                                   "classifier FID/KID of labelled grayscale data, per-channel colour statistics "
+                                   "and a memorisation check, each with its data-versus-data floor and the "
+                                   "protocol; 2-D runs: sliced W2, MMD, exact W2 against fresh data. Writes "
+                                   "RUN/eval.json (or --json).")
     p.add_argument("run", type=Path, nargs="?", metavar="RUN", help="run directory written by `ddpm train`")
     p.add_argument("--samples", type=Path, help=".npz of samples, arr_0 uint8 NHWC or float (N, D) (default: draw --n now)")
     p.add_argument("--data", help="with --samples and no RUN: the data set to compare with (name or path)")
-    p.add_argument("--set", action="append", metavar="data.FIELD=VALUE", help="with --data: data options, e.g. data.image_size=32")
+    p.add_argument("--set", action="append", metavar="data.FIELD=VALUE", help="with --data: data options, e.g. data.image_size=32 or data.image_size=32,48 (height,width)")
     p.add_argument("--n", type=int, help=f"samples to draw (default: {1000} for images, the run's sample.n for 2-D)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first sample drawn (and of metric subsets)")
     _sampler_arguments(p)
@@ -459,6 +493,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", type=Path, metavar="RUN", help="run directory written by `ddpm train`")
     p.add_argument("--out", type=Path, help="output HTML (default RUN/report.html)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("export", help="write a run as a diffusers DDPMPipeline folder",
+                       description="Write RUN as a folder that diffusers.DDPMPipeline.from_pretrained loads: unet/ "
+                                   "(UNet2DModel), scheduler/ (DDPMScheduler with the run's schedule, prediction "
+                                   "and variance types, clipping), model_index.json; needs pip install "
+                                   "'ddpm[diffusers]'.")
+    p.add_argument("run", type=Path, metavar="RUN", help="run directory written by `ddpm train`")
+    p.add_argument("out", type=Path, metavar="OUT", help="new folder to write")
+    p.add_argument("--format", choices=["diffusers"], default="diffusers", help="output format (default diffusers)")
+    p.add_argument("--raw", action="store_true", help="the raw weights of the newest checkpoint instead of the EMA")
+    p.add_argument("--checkpoint", type=int, metavar="STEP", help="export the checkpoint of this step")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="make a run from a diffusers DDPMPipeline folder",
+                       description="Turn a downloaded diffusers DDPMPipeline folder (model_index.json, unet/, "
+                                   "scheduler/) into a run directory for ddpm sample, evaluate and report; the "
+                                   "UNet2DModel becomes the native U-Net, the scheduler the diffusion section.")
+    p.add_argument("folder", type=Path, metavar="DIR", help="the pipeline folder")
+    p.add_argument("--out", type=Path, required=True, help="new run directory")
+    p.add_argument("--data", help="the data the model was trained on (name or path), for ddpm evaluate")
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("forward", help="draw the forward (noising) process of a data set",
                        description="Panels of x_t ~ q(x_t | x_0) from t = 0 to T.")

@@ -2,8 +2,9 @@
 
 The page shows what the run directory holds (see docs/architecture.md) and says briefly what is
 missing and which command makes it: the evaluation (its protocol, Inception metrics with their
-data floors, classifier metrics in a table of their own, memorization), loss curves, sample grids
-over training, the forward and reverse processes, the likelihood and the configuration.
+data floors, classifier metrics in a table of their own, per-channel colour statistics,
+memorization), loss curves, sample grids over training, the forward and reverse processes, the
+likelihood, the training data's summary and the configuration.
 Every picture is embedded as a base64 ``data:`` URI; the page loads nothing and runs no script.
 Plots are drawn with matplotlib's object API (no pyplot state) into PNG bytes in memory.
 """
@@ -34,6 +35,7 @@ MADE_BY = {
     "pictures/samples.png": "ddpm train (at the end) or ddpm sample RUN --grid",
     "eval.json": "ddpm evaluate RUN",
     "bpd.json": "ddpm evaluate RUN --bpd",
+    "data.json": "ddpm train (at the start, for image data)",
 }
 INCEPTION_METRICS = ("fid", "kid", "precision", "recall", "density", "coverage")
 MIME = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
@@ -225,12 +227,35 @@ def _metrics_section(ev, evals: list) -> str:
             if scalars:
                 parts.append(_kv_table(scalars))
             parts.append(_class_histogram(cls) + "</div>")
-        known = {"protocol", "classifier", "memorization"}
+        if isinstance(ev.get("color"), dict):
+            parts.append(_color_table(ev["color"]))
+        known = {"protocol", "classifier", "memorization", "color"}
         for k, v in ev.items():  # anything else structured, shown as it is
             if k not in known and isinstance(v, (dict, list)) and not _is_metric(v):
                 parts.append(f"<h3>{_e(k)}</h3><pre>{_e(json.dumps(v, indent=2))}</pre>")
     parts.append(_evals_during_training(evals))
     return _section("metrics", "Evaluation", "".join(parts))
+
+
+def _color_table(color: dict) -> str:
+    """Per-channel mean and std: samples, data, their difference, and the floor images' difference."""
+    channels = color.get("channels")
+    if not isinstance(channels, list):
+        return ""
+    n = color.get("n", "n")
+    sets = (("samples", "samples"), ("data", "data"), ("samples − data", "difference"),
+            (f"{n} real images − data (floor)", "floor_difference"))
+    rows = []
+    for stat in ("mean", "std"):
+        for label, key in sets:
+            values = color.get(key, {}).get(stat) if isinstance(color.get(key), dict) else None
+            values = values if isinstance(values, list) else []
+            rows.append((stat, label, *[values[i] if i < len(values) else None for i in range(len(channels))]))
+    note = (f"Per-channel statistics of pixel values ({_e(color.get('unit', '0-255'))}) over all pixels of "
+            f"{_e(_fmt(color.get('n')))} samples and {_e(_fmt(color.get('n_reference')))} reference images. A colour "
+            "shift shows as a difference well beyond the floor's (real images at the same n).")
+    return (f'<h3>Colour statistics</h3><p class="note">{note}</p>'
+            + _table(("statistic", "images", *channels), rows, "color-table"))
 
 
 def _evals_during_training(evals: list) -> str:
@@ -401,6 +426,29 @@ def _memorization_section(run: Path, ev) -> str:
     return _section("memorization", "Memorization", "".join(parts))
 
 
+def _data_section(run: Path, meta) -> str:
+    """The training data's summary (``data.json``, written for image data at the start of training)."""
+    path = run / "data.json"
+    if not path.is_file():
+        image = isinstance(meta, dict) and isinstance(meta.get("shape"), list) and len(meta["shape"]) == 3
+        body = _missing("data.json (summary of the training images)", "data.json") if image else \
+            "<p>2-D data: points drawn from the distribution the configuration names.</p>"
+        return _section("data", "Data", body)
+    doc = _read_json(path)
+    if not isinstance(doc, dict):
+        return _section("data", "Data", f'<p class="missing">{_e(doc)}</p>')
+    rows = [(k, ", ".join(f"{a} ({_fmt(b)})" for a, b in v.items()) if isinstance(v, dict) else v)
+            for k, v in doc.items() if k not in ("channels", "mean", "std", "unit")]
+    channels = doc.get("channels") if isinstance(doc.get("channels"), list) else []
+    stats = [(name, *[doc[k][i] if isinstance(doc.get(k), list) and i < len(doc[k]) else None
+                      for k in ("mean", "std")]) for i, name in enumerate(channels)]
+    body = _kv_table(dict(rows), "data-table")
+    if stats:
+        body += (f'<h3>Per-channel statistics</h3><p class="note">{_e(doc.get("unit", ""))}, over every pixel '
+                 "of every training image.</p>" + _table(("channel", "mean", "std"), stats, "data-color-table"))
+    return _section("data", "Data", body)
+
+
 def _config_section(run: Path, meta) -> str:
     parts = ["<h3>run.json</h3>",
              _kv_table(meta, "run-json") if isinstance(meta, dict) else f'<p class="missing">{_e(meta)}</p>',
@@ -437,9 +485,9 @@ def render_report(run_dir) -> str:
     ev = _read_json(run / "eval.json") if (run / "eval.json").is_file() else None
     sections = [_metrics_section(ev, evals), _loss_section(train, bad, present), _samples_section(run),
                 _processes_section(run), _likelihood_section(run), _memorization_section(run, ev),
-                _config_section(run, meta)]
+                _data_section(run, meta), _config_section(run, meta)]
     nav = "".join(f'<a href="#{s}">{s}</a>' for s in
-                  ("metrics", "loss", "samples", "processes", "likelihood", "memorization", "config"))
+                  ("metrics", "loss", "samples", "processes", "likelihood", "memorization", "data", "config"))
     title = f"ddpm run {run.resolve().name}"
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{_e(title)}</title><style>{CSS}</style></head><body>"

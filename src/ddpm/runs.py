@@ -1,12 +1,14 @@
 """Runs: train into a self-describing directory, then sample and evaluate from it alone.
 
 A run directory holds ``config.toml`` (resolved), ``metrics.jsonl``, ``model.safetensors``
-(EMA weights), ``checkpoints/``, ``pictures/`` and, after evaluation, ``eval.json``.
+(EMA weights), ``checkpoints/``, ``pictures/``, for images ``data.json`` (the data summary)
+and, after evaluation, ``eval.json``.
 These functions are what the command line calls; they are as usable from a notebook.
 """
 
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -276,12 +278,28 @@ def train(cfg: Config, run_dir, resume: bool = False, progress: bool = True) -> 
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.toml")
         write_json(meta, run_dir / "run.json")
+        if data.is_image:
+            announce_data(data, run_dir, progress)
         if trainer.step == 0:
             forward_picture(process, data, run_dir / "pictures" / "forward.png", cfg.seed)
     trainer.run()
     if trainer.dist.is_main and not trainer.interrupted:
         finish(cfg, trainer, data, run_dir)
     return trainer
+
+
+def announce_data(data: Dataset, run_dir: Path, progress: bool) -> None:
+    """Before training on images: the data summary (printed beside the network's line, and kept as
+    ``RUN/data.json``), and a warning when the set is small enough to be memorised."""
+    from .data.summary import small_data_warning, summarize, summary_lines
+
+    summary = summarize(data)
+    if progress:
+        print("\n".join(summary_lines(summary)), flush=True)
+    write_json(summary, run_dir / "data.json")
+    warning = small_data_warning(len(data))
+    if warning:
+        warnings.warn(warning, stacklevel=3)
 
 
 def forward_picture(process, data: Dataset, path, seed: int = 0):

@@ -9,6 +9,7 @@ schedule or sampler is accepted here as soon as it exists. A failed check raises
 
 from __future__ import annotations
 
+import json
 import math
 from typing import get_args
 
@@ -49,9 +50,16 @@ def check_data(d) -> None:
         _fail("data.name", d.name, "name a data set or a path")
     _at_least("data.n", d.n, 1)
     _choice("data.split", d.split, SPLITS)
-    _at_least("data.image_size", d.image_size, 1, optional=True)
+    sides = d.image_size if isinstance(d.image_size, (list, tuple)) else [d.image_size]
+    if d.image_size is not None and (not 1 <= len(sides) <= 2 or any(
+            not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in sides)):
+        _fail("data.image_size", d.image_size, "give a positive side (e.g. 32) or a positive height and width "
+              "(e.g. 32,48)")
     if d.channels is not None:
         _choice("data.channels", d.channels, (1, 3))
+    from .data.folder import ALPHA_POLICIES
+
+    _choice("data.alpha", d.alpha, tuple(ALPHA_POLICIES))
     if d.mean is not None and len(d.mean) != 2:
         _fail("data.mean", d.mean, "give two numbers, e.g. data.mean=[0.0,1.0]")
     if d.cov is not None and (len(d.cov) != 2 or any(len(row) != 2 for row in d.cov)):
@@ -59,12 +67,14 @@ def check_data(d) -> None:
 
 
 def check_model(m) -> None:
+    from .nets.embeddings import TIME_EMBEDDINGS
     from .nets.unet import UNET_PRESETS
 
     _choice("model.kind", m.kind, MODEL_KINDS)
     for name in ("width", "depth", "time_dim"):
         _at_least(f"model.{name}", getattr(m, name), 1)
     _choice("model.unet", m.unet, tuple(UNET_PRESETS))
+    _choice("model.time_embedding", m.time_embedding, TIME_EMBEDDINGS)
     for name in ("base_channels", "num_res_blocks", "num_heads", "num_groups"):
         _at_least(f"model.{name}", getattr(m, name), 1, optional=True)
     for name in ("channel_mults", "attention_resolutions"):
@@ -77,6 +87,17 @@ def check_model(m) -> None:
         _fail("model.dropout", m.dropout, "use a probability in [0, 1)")
     if m.attention is not None:
         _choice("model.attention", m.attention, ATTENTIONS)
+    _positive("model.norm_eps", m.norm_eps, optional=True)
+    if m.unet2d_config is not None:
+        try:
+            json.loads(m.unet2d_config)
+        except ValueError:
+            _fail("model.unet2d_config", m.unet2d_config[:40] + "...", "give a UNet2DModel configuration as JSON")
+        if m.kind != "diffusers":
+            _fail("model.kind", m.kind, "model.unet2d_config is a diffusers network: set model.kind=diffusers")
+    for name in ("freq_shift", "downsample_padding"):
+        if getattr(m, name) is not None:
+            _choice(f"model.{name}", getattr(m, name), (0, 1))
 
 
 def check_diffusion(d) -> None:

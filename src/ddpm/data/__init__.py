@@ -32,5 +32,6 @@ def load_dataset(data_cfg, seed: int = 0) -> Dataset:
             "(digits, mnist) or the path of an image folder, .npz/.npy file, IDX file or CIFAR-10 binary batches"
         )
     return load_image_data(
-        name, split=data_cfg.split, image_size=data_cfg.image_size, channels=data_cfg.channels, hflip=data_cfg.hflip
+        name, split=data_cfg.split, image_size=data_cfg.image_size, channels=data_cfg.channels, alpha=data_cfg.alpha,
+        hflip=data_cfg.hflip,
     )

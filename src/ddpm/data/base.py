@@ -13,6 +13,8 @@ class Dataset:
     (pixels 0..255). ``y`` holds int64 class labels (N,) when the data has them.
     :meth:`batch` returns model-space tensors: vectors as they are, images scaled
     to [-1, 1] (DDPM sec. 3.3), with random horizontal flips when ``hflip``.
+    ``inventory`` records what an image source held before conversion:
+    ``{"sizes": {"HxW": count}, "modes": {Pillow mode: count}}`` (:mod:`ddpm.data.summary`).
     """
 
     x: torch.Tensor
@@ -20,6 +22,7 @@ class Dataset:
     name: str = ""
     classes: list[str] | None = None
     hflip: bool = False
+    inventory: dict | None = None
 
     def __len__(self) -> int:
         return self.x.shape[0]

@@ -35,11 +35,14 @@ CIFAR_RECORD = 1 + 3 * 32 * 32
 
 
 class Raw(NamedTuple):
-    """One split of a source: pixels (N, C, H, W) uint8, labels (N,) int64 or None, class names or None."""
+    """One split of a source: pixels (N, C, H, W) uint8, labels (N,) int64 or None, class names or None,
+    and what the files held before conversion where the reader knows better than the array
+    (:func:`ddpm.data.summary.array_inventory`'s layout; None: the array itself)."""
 
     x: np.ndarray
     y: np.ndarray | None = None
     classes: list[str] | None = None
+    inventory: dict | None = None
 
 
 def single_split(path: Path, split: str) -> None:

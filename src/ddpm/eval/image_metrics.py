@@ -1,12 +1,13 @@
 """Image metrics with their protocol and their floors: FID, KID, precision/recall,
 density/coverage in each feature space, the classifier's class histogram and confidence,
-and the memorisation check.
+per-channel colour statistics, and the memorisation check.
 
 Every number is an object ``{"value", "floor", "n", ...}``: ``floor`` is the same metric
 for ``n`` real images in place of the samples (see :mod:`ddpm.eval.reference`), so a value
 reads against what real data scores at the same sample size. The Inception metrics sit at
 the top level (``fid``, ``kid``, ``precision``, ...); the classifier's under
-``classifier`` (classifier FID is not Inception FID and is never reported beside it).
+``classifier`` (classifier FID is not Inception FID and is never reported beside it); the
+colour statistics under ``color`` (:mod:`ddpm.eval.color`: per channel, with the floor's).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import torch
 
 from ..errors import ConfigError
 from . import feature_metrics as fm
+from .color import color_statistics
 from .features import FeatureExtractor, InceptionV3, as_nchw_uint8, inception_weights_path
 from .memorization import memorization
-from .reference import Reference, load_split, make_reference, reference_features
+from .reference import MIN_PAIRED, Reference, load_split, make_reference, reference_features
 
 FEATURES = ("inception", "classifier")
 
@@ -102,8 +104,9 @@ def check_request(data_cfg, features, reference_split: str, n: int) -> None:
     unknown = [f for f in features if f not in FEATURES]
     if unknown:
         raise ConfigError(f"unknown feature space {unknown[0]!r}: choose from {', '.join(FEATURES)}")
-    if n < 2:
-        raise ConfigError(f"image metrics need at least 2 samples, got {n}: pass e.g. --n 1000")
+    if n < MIN_PAIRED:
+        raise ConfigError(f"image metrics need at least {MIN_PAIRED} samples (density and coverage count 5 nearest "
+                          f"neighbours), got {n}: pass e.g. --n 1000")
     if "inception" in features:
         inception_weights_path()
     ref = make_reference(data_cfg, reference_split, n)
@@ -144,6 +147,7 @@ def evaluate_images(samples, data_cfg, *, features=FEATURES, reference_split: st
                                 **class_statistics(clf, x, floor_data.x[floor_idx])}
     for name, extractor in (extractors or {}).items():
         result[name] = feature_space_metrics(extractor, x, ref, seed, progress)
+    result["color"] = color_statistics(x, ref)
     if check_memorization:
         heldout = load_split(data_cfg, "test")
         result["memorization"] = memorization(x, load_split(data_cfg, "train").x, None if heldout is None else heldout.x)

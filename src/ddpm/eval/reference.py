@@ -22,6 +22,9 @@ from .cache import cache_dir, fingerprint, safe_name, save_npz_atomic
 from .features import FeatureExtractor
 
 REFERENCE_SPLITS = ("train", "test", "all")
+#: reference images apart from the floor's that precision/recall and density/coverage need: the
+#: k = 5 nearest neighbours of density and coverage (Naeem et al. 2020) besides each point itself
+MIN_PAIRED = 6
 
 
 def load_split(data_cfg, split: str) -> Dataset | None:
@@ -76,9 +79,11 @@ def make_reference(data_cfg, split: str, n: int, seed: int = 0) -> Reference:
         return Reference(data_cfg.name, parts, ("test", test, idx), f"{n} held-out images (test split)")
     first = next(iter(parts))
     pool = parts[first]
-    if len(pool) < n:
-        raise ConfigError(f"the floor needs {n} real images but the {first} split of {data_cfg.name} has "
-                          f"{len(pool)}: evaluate at most --n {len(pool)}")
+    most = min(len(pool), sum(len(d) for d in parts.values()) - MIN_PAIRED)
+    if n > most:
+        fix = f"evaluate at most --n {most}" if most >= MIN_PAIRED else f"give it at least {2 * MIN_PAIRED} images"
+        raise ConfigError(f"the floor needs {n} real images and the nearest-neighbour metrics {MIN_PAIRED} more, "
+                          f"but the {first} split of {data_cfg.name} has {len(pool)}: {fix}")
     idx = torch.randperm(len(pool), generator=gen)[:n].numpy()
     return Reference(data_cfg.name, parts, (first, pool, idx),
                      f"{n} images of the reference itself ({first} split; no held-out split of that size)")

@@ -2,33 +2,37 @@
 
 ``UNet2DModel`` is the PyTorch port of the DDPM U-Net (von Platen et al., diffusers). The
 wrapper takes the same keyword arguments as ``UNet`` (so a preset of
-:data:`~ddpm.nets.unet.UNET_PRESETS` builds either network), maps them to
-``block_out_channels`` / ``layers_per_block`` / down and up block types ("AttnDownBlock2D"
-and "AttnUpBlock2D" at attention resolutions), and pads odd sizes the same way.
+:data:`~ddpm.nets.unet.UNET_PRESETS` builds either network), maps them with
+:func:`ddpm.convert.unet2d.unet2d_config`, and pads odd sizes the same way.
 diffusers is imported lazily: it is an optional extra.
 """
 
-import math
+import json
 
 import torch
 from torch import Tensor, nn
 
 from ddpm.errors import ConfigError
-from ddpm.nets.unet import complete_options, largest_divisor, level_resolutions, pad_to_multiple
+from ddpm.nets.unet import pad_to_multiple
 
 
 class DiffusersUNet(nn.Module):
     """``UNet2DModel`` with ``forward(x, t, y=None)``; options and defaults as :class:`~ddpm.nets.unet.UNet`.
 
     Options diffusers has no counterpart for (linear attention, weight standardisation,
-    resampling without convolutions, several heads) raise :class:`~ddpm.errors.ConfigError`.
+    resampling without convolutions) raise :class:`~ddpm.errors.ConfigError`.
     ``num_groups`` is lowered to the largest divisor of every level's channel count
     (diffusers uses one group count throughout). Labels: ``y=None`` means "no label",
     embedded as class ``num_classes`` like :class:`~ddpm.nets.embeddings.LabelEmbedding`.
-    With the same options both networks have the same layers and parameter count.
+    With the same options both networks have the same layers and parameter count, and
+    where the native U-Net's GroupNorms share one group count they compute the same
+    function of weights that :mod:`ddpm.convert.unet2d` maps from one to the other.
     """
 
-    def __init__(self, **options):
+    def __init__(self, unet2d_config: str | None = None, **options):
+        """Build from U-Net ``options``, or from ``unet2d_config``, a ``UNet2DModel`` configuration
+        (JSON text, as ``model.unet2d_config`` holds it) used as it is: an imported network with
+        no native counterpart, whose last class embedding, if any, is taken as "no label"."""
         super().__init__()
         try:
             from diffusers import UNet2DModel
@@ -36,34 +40,18 @@ class DiffusersUNet(nn.Module):
             raise ConfigError(
                 "the diffusers U-Net needs the diffusers package: install with pip install 'ddpm[diffusers]'"
             ) from err
-        self.config = c = complete_options(options)
-        unsupported = c["attention"] != "full" or c["weight_standardized"] or not c["resample_with_conv"]
-        if unsupported or c["num_heads"] != 1:
-            raise ConfigError(
-                "the diffusers U-Net supports only attention='full', weight_standardized=False, "
-                "resample_with_conv=True and num_heads=1"
-            )
-        resolutions = level_resolutions(c["image_size"], len(c["channel_mults"]), c["attention_resolutions"])
-        self.multiple = 2 ** (len(c["channel_mults"]) - 1)
-        channels = [c["base_channels"] * m for m in c["channel_mults"]]
-        groups = largest_divisor(math.gcd(*channels), c["num_groups"])
-        attention = [r in c["attention_resolutions"] for r in resolutions]
-        self.num_classes = c["num_classes"]
-        self.unet = UNet2DModel(
-            sample_size=resolutions[0],
-            in_channels=c["in_channels"],
-            out_channels=c["out_channels"],
-            block_out_channels=tuple(channels),
-            layers_per_block=c["num_res_blocks"],
-            down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attention),
-            up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention)),
-            dropout=c["dropout"],
-            attention_head_dim=None,  # one head of all channels
-            norm_num_groups=groups,
-            attn_norm_num_groups=groups,
-            resnet_time_scale_shift="scale_shift" if c["scale_shift_norm"] else "default",
-            num_class_embeds=None if self.num_classes is None else self.num_classes + 1,
-        )
+        from ddpm.convert.unet2d import unet2d_config as config_of
+        from ddpm.nets.unet import complete_options
+
+        if unet2d_config is None:
+            self.config = complete_options(options)
+            self.unet = UNet2DModel(**config_of(self.config))
+        else:
+            self.unet = UNet2DModel.from_config(json.loads(unet2d_config))
+            self.config = dict(self.unet.config)
+        self.multiple = 2 ** (len(self.unet.config.block_out_channels) - 1)
+        classes = self.unet.config.num_class_embeds
+        self.num_classes = None if classes is None else classes - 1
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         """Predict eps for ``x`` (B, C, H, W) at float steps ``t`` (B,) with labels ``y`` (B,) or None."""

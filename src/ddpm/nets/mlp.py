@@ -2,7 +2,7 @@
 
 from torch import nn
 
-from .embeddings import LabelEmbedding, SinusoidalEmbedding
+from .embeddings import LabelEmbedding, time_features
 
 
 class ResidualBlock(nn.Module):
@@ -29,17 +29,21 @@ class MLP(nn.Module):
 
     ``forward(x, t, y=None)`` with x (B, dim) and t (B,) float step indices returns (B, out_dim),
     ``out_dim`` = ``dim`` unless it also predicts a variance (2 ``dim``).
-    The time embedding is sinusoidal (Vaswani et al.) followed by a two-layer MLP, as in
-    the DDPM U-Net, so that steps are not fed to the network as raw integers.
+    The time embedding is sinusoidal (Vaswani et al.), or Gaussian random Fourier features
+    (``time_embedding="fourier"``, :class:`~ddpm.nets.embeddings.GaussianFourierEmbedding`),
+    followed by a two-layer MLP, as in the DDPM U-Net, so that steps are not fed to the
+    network as raw integers.
     """
 
     def __init__(self, dim: int = 2, width: int = 128, depth: int = 3, time_dim: int = 64, num_classes: int | None = None,
-                 out_dim: int | None = None):
+                 out_dim: int | None = None, time_embedding: str = "sinusoidal"):
         super().__init__()
         out_dim = out_dim or dim
-        self.config = dict(dim=dim, width=width, depth=depth, time_dim=time_dim, num_classes=num_classes, out_dim=out_dim)
+        self.config = dict(dim=dim, width=width, depth=depth, time_dim=time_dim, num_classes=num_classes, out_dim=out_dim,
+                           time_embedding=time_embedding)
         self.time_embed = nn.Sequential(
-            SinusoidalEmbedding(time_dim), nn.Linear(time_dim, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim)
+            time_features(time_embedding, time_dim), nn.Linear(time_dim, time_dim), nn.SiLU(),
+            nn.Linear(time_dim, time_dim),
         )
         self.label_embed = LabelEmbedding(num_classes, time_dim) if num_classes else None
         self.inp = nn.Linear(dim, width)

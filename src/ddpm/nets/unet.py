@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ddpm.errors import ConfigError
-from ddpm.nets.embeddings import LabelEmbedding, TimeEmbedding
+from ddpm.nets.embeddings import TIME_EMBEDDINGS, LabelEmbedding, TimeEmbedding
 
 # The small presets use scale-shift norm (better FID, Dhariwal & Nichol 2021) and no dropout
 # (short CPU budgets under-fit; they do not over-fit).
@@ -83,9 +83,9 @@ def largest_divisor(n: int, at_most: int) -> int:
     return max(d for d in range(1, min(n, at_most) + 1) if n % d == 0)
 
 
-def group_norm(channels: int, num_groups: int) -> nn.GroupNorm:
+def group_norm(channels: int, num_groups: int, eps: float = 1e-5) -> nn.GroupNorm:
     """GroupNorm (Wu & He 2018) with the largest group count <= ``num_groups`` dividing ``channels``."""
-    return nn.GroupNorm(largest_divisor(channels, num_groups), channels)
+    return nn.GroupNorm(largest_divisor(channels, num_groups), channels, eps=eps)
 
 
 def zero_init(module: nn.Module) -> nn.Module:
@@ -121,15 +121,15 @@ class ResidualBlock(nn.Module):
 
     def __init__(
         self, in_channels: int, out_channels: int, emb_channels: int, *, dropout: float,
-        num_groups: int, scale_shift_norm: bool, weight_standardized: bool,
+        num_groups: int, scale_shift_norm: bool, weight_standardized: bool, norm_eps: float = 1e-5,
     ):
         super().__init__()
         conv = WeightStandardizedConv2d if weight_standardized else nn.Conv2d
         self.scale_shift_norm = scale_shift_norm
-        self.norm1 = group_norm(in_channels, num_groups)
+        self.norm1 = group_norm(in_channels, num_groups, norm_eps)
         self.conv1 = conv(in_channels, out_channels, 3, padding=1)
         self.emb_proj = nn.Linear(emb_channels, out_channels * (2 if scale_shift_norm else 1))
-        self.norm2 = group_norm(out_channels, num_groups)
+        self.norm2 = group_norm(out_channels, num_groups, norm_eps)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = conv(out_channels, out_channels, 3, padding=1)
         if not weight_standardized:
@@ -162,13 +162,14 @@ class SelfAttention(nn.Module):
     projection starts at zero inside the residual connection.
     """
 
-    def __init__(self, channels: int, *, num_heads: int, num_groups: int, linear: bool = False):
+    def __init__(self, channels: int, *, num_heads: int, num_groups: int, linear: bool = False,
+                 norm_eps: float = 1e-5):
         super().__init__()
         if channels % num_heads:
             raise ConfigError(f"num_heads={num_heads} must divide the attention channels {channels}")
         self.num_heads = num_heads
         self.linear = linear
-        self.norm = group_norm(channels, num_groups)
+        self.norm = group_norm(channels, num_groups, norm_eps)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj_out = zero_init(nn.Conv2d(channels, channels, 1))
 
@@ -190,14 +191,22 @@ class SelfAttention(nn.Module):
 
 
 class Downsample(nn.Module):
-    """Halve H and W: 3x3 convolution with stride 2, or 2x2 average pooling."""
+    """Halve H and W: 3x3 convolution with stride 2, or 2x2 average pooling.
 
-    def __init__(self, channels: int, with_conv: bool):
+    ``padding=1`` pads the convolution by one on every side (improved-diffusion);
+    ``padding=0`` pads only the bottom and right, TensorFlow's "SAME" padding of the DDPM
+    reference (``downsample_padding=0`` in diffusers).
+    """
+
+    def __init__(self, channels: int, with_conv: bool, padding: int = 1):
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1) if with_conv else None
+        self.same_padding = padding == 0
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=padding) if with_conv else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv(x) if self.conv is not None else F.avg_pool2d(x, 2)
+        if self.conv is None:
+            return F.avg_pool2d(x, 2)
+        return self.conv(F.pad(x, (0, 1, 0, 1)) if self.same_padding else x)
 
 
 class Upsample(nn.Module):
@@ -310,6 +319,17 @@ class UNet(nn.Module):
             Unconditional models ignore ``y``.
         resample_with_conv: 3x3 convolutions in down/up-sampling (else avg-pool / nearest only).
         scale_shift_norm: time embedding as GroupNorm scale and shift (else added, as DDPM).
+        norm_eps: the epsilon of every GroupNorm (the DDPM reference's TensorFlow GroupNorm: 1e-6).
+        freq_shift, flip_sin_to_cos: the time embedding's frequencies and order
+            (:class:`~ddpm.nets.embeddings.SinusoidalEmbedding`; the DDPM reference: 1, False).
+        downsample_padding: 1 (symmetric) or 0 (TensorFlow "SAME", the DDPM reference), see
+            :class:`Downsample`.
+        time_embedding: "sinusoidal" (DDPM) or "fourier" (Gaussian random Fourier features of a
+            continuous time, :class:`~ddpm.nets.embeddings.GaussianFourierEmbedding`).
+
+    The last four exist so that a diffusers ``UNet2DModel`` of the DDPM layout, such as the
+    paper's own CIFAR-10 model converted (google/ddpm-cifar10-32), maps onto this network
+    exactly (:mod:`ddpm.convert.unet2d`).
 
     ``config`` holds all of them: ``UNet(**model.config)`` rebuilds the model.
     """
@@ -320,7 +340,8 @@ class UNet(nn.Module):
         attention_resolutions: tuple[int, ...] = (16,), image_size: int = 32, dropout: float = 0.1,
         attention: str = "full", weight_standardized: bool = False, num_heads: int = 1,
         num_groups: int = 32, num_classes: int | None = None, resample_with_conv: bool = True,
-        scale_shift_norm: bool = False,
+        scale_shift_norm: bool = False, norm_eps: float = 1e-5, freq_shift: float = 0.0,
+        flip_sin_to_cos: bool = False, downsample_padding: int = 1, time_embedding: str = "sinusoidal",
     ):
         super().__init__()
         channel_mults, attention_resolutions = tuple(channel_mults), tuple(attention_resolutions)
@@ -331,7 +352,8 @@ class UNet(nn.Module):
             attention_resolutions=attention_resolutions, image_size=image_size, dropout=dropout,
             attention=attention, weight_standardized=weight_standardized, num_heads=num_heads,
             num_groups=num_groups, num_classes=num_classes, resample_with_conv=resample_with_conv,
-            scale_shift_norm=scale_shift_norm,
+            scale_shift_norm=scale_shift_norm, norm_eps=norm_eps, freq_shift=freq_shift,
+            flip_sin_to_cos=flip_sin_to_cos, downsample_padding=downsample_padding, time_embedding=time_embedding,
         )
         if attention not in ATTENTION_KINDS:
             raise ConfigError(f"attention={attention!r} is not one of {ATTENTION_KINDS}")
@@ -343,20 +365,25 @@ class UNet(nn.Module):
         resolutions = level_resolutions(image_size, len(channel_mults), attention_resolutions)
 
         emb_channels = 4 * base_channels
-        self.time_embedding = TimeEmbedding(base_channels, emb_channels)
+        if downsample_padding not in (0, 1):
+            raise ConfigError(f"downsample_padding={downsample_padding!r} must be 0 (TensorFlow SAME) or 1")
+        if time_embedding not in TIME_EMBEDDINGS:
+            raise ConfigError(f"time_embedding={time_embedding!r} is not one of {TIME_EMBEDDINGS}")
+        self.time_embedding = TimeEmbedding(base_channels, emb_channels, freq_shift, flip_sin_to_cos, time_embedding)
         self.label_embedding = None if num_classes is None else LabelEmbedding(num_classes, emb_channels)
 
         def res(cin: int, cout: int) -> ResidualBlock:
             return ResidualBlock(
                 cin, cout, emb_channels, dropout=dropout, num_groups=num_groups,
-                scale_shift_norm=scale_shift_norm, weight_standardized=weight_standardized,
+                scale_shift_norm=scale_shift_norm, weight_standardized=weight_standardized, norm_eps=norm_eps,
             )
 
         def block(cin: int, cout: int, resolution: int) -> UNetBlock:
             attn = None
             if resolution in attention_resolutions:
                 linear = attention == "linear"
-                attn = SelfAttention(cout, num_heads=num_heads, num_groups=num_groups, linear=linear)
+                attn = SelfAttention(cout, num_heads=num_heads, num_groups=num_groups, linear=linear,
+                                     norm_eps=norm_eps)
             return UNetBlock(res(cin, cout), attn)
 
         self.conv_in = nn.Conv2d(in_channels, base_channels, 3, padding=1)
@@ -369,12 +396,12 @@ class UNet(nn.Module):
                 ch = base_channels * mult
                 skip_channels.append(ch)
             last = i == len(channel_mults) - 1
-            self.down.append(Level(blocks, None if last else Downsample(ch, resample_with_conv)))
+            self.down.append(Level(blocks, None if last else Downsample(ch, resample_with_conv, downsample_padding)))
             if not last:
                 skip_channels.append(ch)
 
         self.mid_res1 = res(ch, ch)
-        self.mid_attn = SelfAttention(ch, num_heads=num_heads, num_groups=num_groups)
+        self.mid_attn = SelfAttention(ch, num_heads=num_heads, num_groups=num_groups, norm_eps=norm_eps)
         self.mid_res2 = res(ch, ch)
 
         self.up = nn.ModuleList()
@@ -386,7 +413,7 @@ class UNet(nn.Module):
                 ch = cout
             self.up.append(Level(blocks, Upsample(ch, resample_with_conv) if i > 0 else None))
 
-        self.norm_out = group_norm(ch, num_groups)
+        self.norm_out = group_norm(ch, num_groups, norm_eps)
         self.conv_out = zero_init(nn.Conv2d(ch, out_channels, 3, padding=1))
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:

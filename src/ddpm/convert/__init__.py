@@ -1,0 +1,1 @@
+"""Runs to and from other code bases: diffusers' ``UNet2DModel`` and ``DDPMPipeline`` folders."""
