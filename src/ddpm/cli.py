@@ -201,7 +201,7 @@ def cmd_evaluate(args) -> int:
                           weights="raw" if args.raw else "ema", checkpoint=args.checkpoint,
                           features=_features(args.features), reference_split=args.ref_split,
                           check_memorization=not args.no_memorization, out=args.json, samples_file=args.samples,
-                          device=resolve_device(args.device), progress=not args.quiet)
+                          device=resolve_device(args.device), progress=not args.quiet, guidance=args.guidance)
         where = args.json or args.run / "eval.json"
         print(f"{args.run}: {_n(result)} samples of {result['data']} (step {result['step']}) -> {where}")
         _print_eval(result)
@@ -294,6 +294,14 @@ def _print_eval(result: dict) -> None:
         _print_table(clf, "classifier metric")
         hist = " ".join(str(c) for c in clf["class_histogram"])
         print(f"  class histogram of the samples: {hist}   (floor: {' '.join(map(str, clf['floor_class_histogram']))})")
+        if "accuracy" in clf:
+            per_class = " ".join("-" if a is None else f"{a:.2f}" for a in clf["accuracy"]["per_class"])
+            print(f"  samples of the requested class, per class: {per_class}")
+    for space in (result, clf or {}):
+        per_class = space.get("fid_per_class")
+        if per_class:
+            values = " ".join(f"{c}:{m['value']:.1f}/{m['floor']:.1f}" for c, m in per_class.items())
+            print(f"  FID per class (value/floor, {next(iter(per_class.values()))['features']}): {values}")
     if "color" in result:
         _print_color(result["color"])
     mem = result.get("memorization")
@@ -464,6 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, help=f"samples to draw (default: {1000} for images, the run's sample.n for 2-D)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first sample drawn (and of metric subsets)")
     _sampler_arguments(p)
+    p.add_argument("--guidance", type=float, metavar="W",
+                   help="class-conditional runs: classifier-free guidance scale of the samples (default 1: conditional)")
     p.add_argument("--raw", action="store_true", help="the raw weights of the newest checkpoint instead of the EMA")
     p.add_argument("--checkpoint", type=int, metavar="STEP", help="evaluate the checkpoint of this step")
     p.add_argument("--features", help="feature spaces, comma-separated: inception, classifier "

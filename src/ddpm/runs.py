@@ -390,15 +390,20 @@ IMAGE_EVAL_N = 1000
 def evaluate(run_dir, samples=None, n: int | None = None, seed: int = 0, *, sampler=None, steps=None, eta=None,
              spacing=None, churn=None, weights: str = "ema", checkpoint: int | None = None, features=None, reference_split: str = "train",
              check_memorization: bool = True, out=None, samples_file=None, device="cpu",
-             progress: bool = False) -> dict:
+             progress: bool = False, guidance: float | None = None) -> dict:
     """Metrics of a run's samples (given, or drawn now with the run's sampler settings unless
     overridden) against its data, each with its floor and the protocol; written to ``out``
     (default ``RUN/eval.json``). 2-D runs: distances to fresh draws of the true distribution
     (:mod:`ddpm.eval.toy_metrics`); image runs: :func:`ddpm.eval.image_metrics.evaluate_images`,
     with the drawn samples kept in ``RUN/eval_samples.npz`` and the memorisation pairs in
-    ``RUN/pictures/memorization_pairs.png``."""
+    ``RUN/pictures/memorization_pairs.png``. A class-conditional image run draws sample i of
+    class i mod K, with classifier-free ``guidance`` when given, and is also measured per class
+    (:mod:`ddpm.eval.conditional`)."""
     run = load_run(run_dir, device, weights, checkpoint)
     cfg, run_dir = run.cfg, Path(run_dir)
+    if guidance is not None and not (cfg.model.class_conditional and run.is_image and samples is None):
+        raise ConfigError("--guidance applies to samples drawn now from a class-conditional image run: "
+                          "leave it out")
     out = Path(out) if out is not None else run_dir / "eval.json"
     check_writable(out)
     if not run.is_image:
@@ -425,18 +430,22 @@ def evaluate(run_dir, samples=None, n: int | None = None, seed: int = 0, *, samp
     options = sampling_options(cfg, sampler, steps, spacing, eta, churn)
     protocol = {**options, "nfe": network_evaluations(options["sampler"], options["steps"] or run.process.num_timesteps),
                 "clip_denoised": clip_denoised(cfg, True), "weights": weights, "checkpoint_step": run.step}
+    labels = None
     if samples is None:
         n = n or IMAGE_EVAL_N
         check_request(cfg.data, features, reference_split, n)
-        labels = torch.arange(n) % run.num_classes if cfg.model.class_conditional else None
-        x = run.sample(n, seed=seed, **options, labels=labels, progress=progress).x
+        if cfg.model.class_conditional:
+            labels = torch.arange(n) % run.num_classes
+            protocol.update(labels=f"sample i of class i mod {run.num_classes}",
+                            guidance=1.0 if guidance is None else guidance)
+        x = run.sample(n, seed=seed, **options, labels=labels, guidance=guidance, progress=progress).x
         samples = to_uint8(x).permute(0, 2, 3, 1).numpy()
-        save_samples(x, run_dir / "eval_samples.npz", True)
+        save_samples(x, run_dir / "eval_samples.npz", True, labels)
     else:
         protocol = {"samples_file": str(samples_file or "given as an array")}
     result = evaluate_images(samples, cfg.data, features=features, reference_split=reference_split, seed=seed,
                              check_memorization=check_memorization, protocol=protocol, device=device,
-                             progress=progress)
+                             progress=progress, labels=None if labels is None else labels.numpy())
     result["step"] = run.step
     if "memorization" in result:
         from .eval.features import as_nchw_uint8

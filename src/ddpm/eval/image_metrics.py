@@ -20,6 +20,7 @@ import torch
 from ..errors import ConfigError
 from . import feature_metrics as fm
 from .color import color_statistics
+from .conditional import class_accuracy, per_class_fid
 from .features import FeatureExtractor, InceptionV3, as_nchw_uint8, inception_weights_path
 from .memorization import memorization
 from .reference import MIN_PAIRED, Reference, load_split, make_reference, reference_features
@@ -46,6 +47,8 @@ class Protocol:
     clip_denoised: bool | None = None
     weights: str | None = None  #: ema | raw
     checkpoint_step: int | None = None
+    labels: str | None = None  #: the classes a class-conditional model was asked for
+    guidance: float | None = None  #: classifier-free guidance scale (1: the conditional model)
     samples_file: str | None = None
 
     def to_dict(self) -> dict:
@@ -53,10 +56,11 @@ class Protocol:
 
 
 def feature_space_metrics(extractor: FeatureExtractor, samples: torch.Tensor, ref: Reference, seed: int = 0,
-                          progress: bool = False) -> dict:
+                          progress: bool = False, labels: np.ndarray | None = None) -> dict:
     """FID, KID, precision/recall (k=3) and density/coverage (k=5) of ``samples`` against the
     reference in one feature space, each with its floor. Precision, recall, density and coverage
-    compare equal-size sets: ``n`` reference images drawn apart from the floor images."""
+    compare equal-size sets: ``n`` reference images drawn apart from the floor images. With the
+    samples' requested ``labels``, also FID within each class (``fid_per_class``)."""
     ref_f, floor_f = reference_features(extractor, ref, progress)
     sample_f = extractor(samples, progress=progress, desc=f"{extractor.name} of samples")
     n = len(sample_f)
@@ -75,6 +79,11 @@ def feature_space_metrics(extractor: FeatureExtractor, samples: torch.Tensor, re
     out["recall"] = {"value": pr[1], "floor": pr_floor[1], "k": 3, **pair}
     out["density"] = {"value": dc[0], "floor": dc_floor[0], "k": 5, **pair}
     out["coverage"] = {"value": dc[1], "floor": dc_floor[1], "k": 5, **pair}
+    if labels is not None:
+        _, floor_data, floor_idx = ref.floor
+        ref_labels = torch.cat([d.y for d in ref.parts.values()]).numpy()
+        out["fid_per_class"] = per_class_fid(sample_f, labels, ref_f, ref_labels, floor_f,
+                                             floor_data.y[floor_idx].numpy(), extractor.description)
     return out
 
 
@@ -118,12 +127,15 @@ def check_request(data_cfg, features, reference_split: str, n: int) -> None:
 
 def evaluate_images(samples, data_cfg, *, features=FEATURES, reference_split: str = "train", seed: int = 0,
                     check_memorization: bool = True, protocol: dict | None = None, extractors: dict | None = None,
-                    device="cpu", progress: bool = False) -> dict:
+                    device="cpu", progress: bool = False, labels=None) -> dict:
     """All image metrics of ``samples`` (uint8, NHWC or NCHW) against the data set ``data_cfg``.
 
     ``features`` picks the feature spaces (``inception``, ``classifier``); ``extractors`` maps
     extra names to your own :class:`~ddpm.eval.features.FeatureExtractor` objects (reported
     under their names). ``protocol`` adds sampling settings to the recorded protocol.
+    ``labels`` are the classes the samples were drawn for (class-conditional models): with
+    them come FID per class in every feature space and, with the classifier, the accuracy
+    of the samples' classes (:mod:`ddpm.eval.conditional`).
     """
     from .classifier import load_classifier
 
@@ -137,16 +149,24 @@ def evaluate_images(samples, data_cfg, *, features=FEATURES, reference_split: st
                           f"{first.shape}: sample at the data's size, or set data.image_size / data.channels")
     proto = Protocol(n, data_cfg.name, reference_split, ref.n, ref.floor_source, seed, **(protocol or {}))
     result = {"kind": "images", "data": data_cfg.name, "protocol": proto.to_dict()}
+    if labels is not None:
+        labels = np.asarray(labels, dtype=np.int64)
+        if labels.shape != (n,) or first.y is None:
+            raise ConfigError(f"per-class metrics need one label per sample and a labelled data set; got {labels.shape} "
+                              f"labels for {n} samples of {data_cfg.name}")
     if "inception" in features:
-        result.update(feature_space_metrics(InceptionV3(device=device), x, ref, seed, progress))
+        result.update(feature_space_metrics(InceptionV3(device=device), x, ref, seed, progress, labels))
     _, floor_data, floor_idx = ref.floor
     if "classifier" in features:
         clf = load_classifier(data_cfg, progress)
         result["classifier"] = {"label": f"classifier FID/KID ({clf.description})", "accuracy_heldout": clf.accuracy,
-                                "n_heldout": clf.n_test, **feature_space_metrics(clf, x, ref, seed, progress),
+                                "n_heldout": clf.n_test, **feature_space_metrics(clf, x, ref, seed, progress, labels),
                                 **class_statistics(clf, x, floor_data.x[floor_idx])}
+        if labels is not None:
+            result["classifier"]["accuracy"] = class_accuracy(clf, x, labels, floor_data.x[floor_idx],
+                                                              floor_data.y[floor_idx].numpy())
     for name, extractor in (extractors or {}).items():
-        result[name] = feature_space_metrics(extractor, x, ref, seed, progress)
+        result[name] = feature_space_metrics(extractor, x, ref, seed, progress, labels)
     result["color"] = color_statistics(x, ref)
     if check_memorization:
         heldout = load_split(data_cfg, "test")

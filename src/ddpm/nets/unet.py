@@ -270,8 +270,8 @@ def level_resolutions(image_size: int, num_levels: int, attention_resolutions: t
     unknown = set(attention_resolutions) - set(resolutions)
     if unknown:
         raise ConfigError(
-            f"attention_resolutions {sorted(unknown)} match no level of a {image_size}x{image_size} "
-            f"input; the levels have sides {resolutions}"
+            f"attention_resolutions {sorted(unknown)} match no level of an input whose shorter side is "
+            f"{image_size}; the levels have (shorter) sides {resolutions}"
         )
     return resolutions
 
