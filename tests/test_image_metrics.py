@@ -117,7 +117,7 @@ def fake_package(tmp_path: Path, weights: bytes | None) -> Path:
 @pytest.mark.parametrize("weights, word", [(None, "missing"), (b"not the weights", "damaged")])
 def test_missing_or_damaged_inception_weights_give_one_line(tmp_path, weights, word):
     samples = tmp_path / "s.npz"
-    np.savez(samples, arr_0=np.zeros((4, 8, 8, 1), np.uint8))
+    np.savez(samples, arr_0=np.zeros((8, 8, 8, 1), np.uint8))  # enough samples: only the weights are wrong
     r = run_cli("evaluate", "--samples", samples, "--data", "digits", "--features", "inception",
                 env={"PYTHONPATH": str(fake_package(tmp_path, weights))})
     assert r.returncode == 1
