@@ -4,29 +4,10 @@ Each test runs an example's ``main`` into a temporary directory and checks the n
 writes, with margins measured over several seeds (never a wall-clock time), and that its pictures exist.
 """
 
-import importlib.util
-import json
 import math
-from pathlib import Path
 
 import pytest
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def run_example(name, tmp_path, seed=0) -> dict:
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    numbers = module.main(out_dir=tmp_path, seed=seed)
-    assert json.loads((tmp_path / f"{name}.json").read_text()) == json.loads(json.dumps(numbers))
-    return numbers
-
-
-def assert_pictures(tmp_path, *names):
-    for name in names:
-        path = tmp_path / name
-        assert path.is_file() and path.stat().st_size > 1000, f"{name} missing or empty"
+from example_runner import assert_pictures, run_example
 
 
 @pytest.mark.slow

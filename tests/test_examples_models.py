@@ -5,35 +5,17 @@ its lesson with margins measured over seeds 0-2 (never a wall-clock time) and th
 exist. The ``lab`` preset is checked against the course lab's own configuration.
 """
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from example_runner import assert_pictures, run_example
 
 from ddpm import make_betas, make_config
 from ddpm.cli import main as cli
 from ddpm.validate import validate
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def run_example(name, tmp_path, seed=0) -> dict:
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    numbers = module.main(out_dir=tmp_path, seed=seed)
-    assert json.loads((tmp_path / f"{name}.json").read_text()) == json.loads(json.dumps(numbers))
-    return numbers
-
-
-def assert_pictures(tmp_path, *names):
-    for name in names:
-        path = tmp_path / name
-        assert path.is_file() and path.stat().st_size > 1000, f"{name} missing or empty"
 
 
 # ------------------------------------------------------------------ the lab preset
