@@ -172,6 +172,22 @@ def test_classifier_metrics_have_their_own_table(run_dir):
     assert "1204" in page.tables["pairs-table"]
 
 
+def test_class_conditional_evaluation_has_a_per_class_table(tmp_path):
+    run = make_run(tmp_path)
+    ev = image_eval()
+    ev["fid_per_class"] = {str(c): _metric(40.0 + c, 20.5, n=100) for c in range(10)}
+    ev["classifier"]["accuracy"] = _metric(0.93, 0.98, per_class=[0.9 + c / 100 for c in range(10)],
+                                           floor_per_class=[0.97] * 10)
+    ev["classifier"]["fid_per_class"] = {str(c): _metric(3.0 + c, 1.25, n=100) for c in range(10)}
+    (run / "eval.json").write_text(json.dumps(ev))
+    page = parse(write_report(run))
+    table = page.tables["per-class-table"]
+    assert "|7|0.97|0.97|47|20.5|10|1.25|" in table  # class 7: read as requested, Inception and classifier FID
+    assert "classifier accuracy" in page.tables["classifier-table"] and "0.93" in page.tables["classifier-table"]
+    assert '"fid_per_class"' not in (run / "report.html").read_text()  # a table, not a JSON dump
+    assert "per-class-table" not in parse(write_report(make_run(tmp_path / "unconditional"))).tables
+
+
 def test_missing_parts_are_reported(tmp_path):
     run = minimal_run(tmp_path)
     out = tmp_path / "elsewhere" / "page.html"

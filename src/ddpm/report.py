@@ -227,14 +227,42 @@ def _metrics_section(ev, evals: list) -> str:
             if scalars:
                 parts.append(_kv_table(scalars))
             parts.append(_class_histogram(cls) + "</div>")
+        parts.append(_per_class_table(ev))
         if isinstance(ev.get("color"), dict):
             parts.append(_color_table(ev["color"]))
-        known = {"protocol", "classifier", "memorization", "color"}
+        known = {"protocol", "classifier", "memorization", "color", "fid_per_class"}
         for k, v in ev.items():  # anything else structured, shown as it is
             if k not in known and isinstance(v, (dict, list)) and not _is_metric(v):
                 parts.append(f"<h3>{_e(k)}</h3><pre>{_e(json.dumps(v, indent=2))}</pre>")
     parts.append(_evals_during_training(evals))
     return _section("metrics", "Evaluation", "".join(parts))
+
+
+def _per_class_table(ev: dict) -> str:
+    """Class-conditional runs: per requested class, the share the classifier reads as that class and
+    FID within the class (Inception and classifier), each beside its floor."""
+    cls = ev.get("classifier") if isinstance(ev.get("classifier"), dict) else {}
+    acc = cls.get("accuracy") if isinstance(cls.get("accuracy"), dict) else {}
+    inception = ev.get("fid_per_class") if isinstance(ev.get("fid_per_class"), dict) else {}
+    classifier = cls.get("fid_per_class") if isinstance(cls.get("fid_per_class"), dict) else {}
+    per, floor = acc.get("per_class") or [], acc.get("floor_per_class") or []
+    classes = sorted(set(inception) | set(classifier) | {str(c) for c in range(len(per))}, key=lambda c: int(c))
+    if not classes:
+        return ""
+
+    def at(values, c):
+        return values[int(c)] if isinstance(values, list) and int(c) < len(values) else None
+
+    def fid(table, c, key):
+        return table.get(c, {}).get(key) if isinstance(table.get(c), dict) else None
+
+    rows = [(c, at(per, c), at(floor, c), fid(inception, c, "value"), fid(inception, c, "floor"),
+             fid(classifier, c, "value"), fid(classifier, c, "floor")) for c in classes]
+    note = ("Samples drawn for each class (the protocol says how many and with which guidance): the share the "
+            "data set's classifier reads as the requested class, and FID of the class's samples against the "
+            "reference images of that class; each floor is the same number for real images of that class.")
+    header = ("class", "read as requested", "floor", "Inception FID", "floor", "classifier FID", "floor")
+    return f'<h3>Per class</h3><p class="note">{note}</p>' + _table(header, rows, "per-class-table")
 
 
 def _color_table(color: dict) -> str:
