@@ -11,6 +11,7 @@ lacks are refused with one line naming them.
 """
 
 import contextlib
+import importlib
 import json
 import shutil
 import warnings
@@ -34,12 +35,12 @@ VARIANCE_TYPES = {"fixed_small": "fixed_small", "fixed_large": "fixed_large", "l
 NAMED_SCHEDULES = {"linear": "linear", "quadratic": "scaled_linear", "sigmoid": "sigmoid", "cosine": "squaredcos_cap_v2"}
 
 
-def _diffusers():
+def _require_diffusers() -> None:
+    """Refuse, with the install line, when the optional diffusers package is missing."""
     try:
-        import diffusers
+        importlib.import_module("diffusers")
     except ImportError:
         raise ConfigError("diffusers is not installed: pip install 'ddpm[diffusers]'") from None
-    return diffusers
 
 
 @contextlib.contextmanager
@@ -99,7 +100,7 @@ def export_run(run_dir, out, raw: bool = False, checkpoint: int | None = None) -
 
     out = Path(out)
     _check_new(out, "exported pipeline")
-    _diffusers()
+    _require_diffusers()
     from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
     run = load_run(run_dir, weights="raw" if raw else "ema", checkpoint=checkpoint)
@@ -193,7 +194,7 @@ def import_pipeline(folder, out, data: str | None = None) -> Path:
     scheduler = _read_json(folder / "scheduler" / "scheduler_config.json")
     if unet_config.get("_class_name", "UNet2DModel") != "UNet2DModel":
         raise ConfigError(f"{folder / 'unet'} holds a {unet_config['_class_name']}: ddpm imports UNet2DModel pipelines")
-    _diffusers()
+    _require_diffusers()
     from diffusers import UNet2DModel
 
     from ..nets.unet import UNet
