@@ -1,6 +1,7 @@
 """The trainer and samplers on images: tiny U-Net, exact resume, precision, conditioning, CLI."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -8,10 +9,12 @@ import torch
 
 import ddpm
 from ddpm.cli import main
-from ddpm.config import TrainConfig
+from ddpm.config import TrainConfig, make_config
 from ddpm.data.images import load_image_data
 from ddpm.diffusion import GaussianDiffusion
+from ddpm.errors import ConfigError
 from ddpm.nets.unet import build_unet
+from ddpm.precision import native, resolve_precision
 from ddpm.samplers import sample
 from ddpm.schedules import make_betas
 from ddpm.train.trainer import Trainer
@@ -52,13 +55,43 @@ def test_unet_resume_is_exact_with_dropout_flips_and_accumulation(digits, tmp_pa
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("precision", ["bf16", "fp16"])
-def test_mixed_precision_trains_finite(digits, precision):
-    with pytest.warns(UserWarning, match="autocast on a CPU"):
+@pytest.mark.parametrize("precision", ["bf16", "fp16", "auto"])
+def test_mixed_precision_trains_finite_and_warns_only_where_it_is_emulated(digits, precision):
+    cpu = torch.device("cpu")
+    resolved = resolve_precision(precision, cpu)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         tr = make(digits, precision=precision, steps=3, log_every=1)
+    emulated = [w for w in caught if "much slower than fp32" in str(w.message)]
+    assert tr.precision == resolved and len(emulated) == (resolved != "fp32" and not native(resolved, cpu))
     tr.run()
     assert all(np.isfinite(r["loss"]) for r in tr.history)
     assert all(torch.isfinite(p).all() for p in tr.model.parameters())
+
+
+def test_auto_precision_is_bf16_exactly_where_the_cpu_has_it_natively():
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == ("bf16" if native("bf16", cpu) else "fp32")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    with pytest.raises(ConfigError, match="precision 'fp8'"):
+        resolve_precision("fp8", cpu)
+
+
+def test_bf16_sampling_follows_fp32_sampling_and_leaves_the_network_as_it_was(digits):
+    """Autocast sampling: float32 states out, deterministic per seed, close to fp32 sampling (the
+    network in bf16 keeps ~3 significant digits); the network keeps its mode, also under guidance."""
+    tr = make(digits, conditional=True, steps=6).run()
+    kw = dict(sampler="ddim", steps=10, clip_denoised=True, labels=torch.arange(8) % 10)
+    exact = sample(tr.process, tr.ema, (1, 8, 8), range(8), **kw).x
+    low = sample(tr.process, tr.ema, (1, 8, 8), range(8), precision="bf16", **kw).x
+    again = sample(tr.process, tr.ema, (1, 8, 8), range(8), precision="bf16", **kw).x
+    assert low.dtype == torch.float32 and torch.equal(low, again)
+    assert 0 < (low - exact).abs().max() < 0.1
+    for mode in (True, False):
+        tr.ema.train(mode)
+        sample(tr.process, tr.ema, (1, 8, 8), range(2), precision="bf16", guidance=2.0, null_label=10,
+               **{**kw, "labels": torch.arange(2)})
+        assert tr.ema.training is mode  # guidance and autocast wrappers once left it in training mode
 
 
 def test_class_conditional_training_and_sampling(digits):
@@ -91,7 +124,8 @@ def test_image_run_directory(image_run):
                  "pictures/reverse.png", "pictures/forward.png", "pictures/loss.png", "samples.npz"):
         assert (image_run / name).is_file(), name
     meta = json.loads((image_run / "run.json").read_text())
-    assert meta == {"shape": [1, 8, 8], "num_classes": 10, "ddpm_version": ddpm.__version__, "run_format": 1}
+    assert meta == {"shape": [1, 8, 8], "num_classes": 10, "ddpm_version": ddpm.__version__, "run_format": 1,
+                    "precision": resolve_precision(make_config(data="digits").train.precision, torch.device("cpu"))}
 
 
 def test_image_sampling_outputs(image_run, tmp_path):

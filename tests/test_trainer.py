@@ -98,6 +98,25 @@ def test_ema_tracks_parameters_only():
     assert all(torch.equal(freqs[k], v) for k, v in tr.model.named_buffers())
 
 
+def test_ema_half_life_halves_the_weight_of_old_parameters_every_that_many_images():
+    """EDM's half-life form: after halflife_kimg * 1000 training images old weights count half."""
+    tr = make(ema_halflife_kimg=0.64, grad_accum=2, ema_warmup=False)  # 640 images = 10 steps of 2 x 32
+    assert tr.ema_decay ** 10 == pytest.approx(0.5)
+    before = [p.clone() for p in tr.ema.parameters()]
+    with torch.no_grad():
+        for p in tr.model.parameters():
+            p.add_(1.0)
+    for _ in range(10):
+        tr.update_ema()
+    for b, e in zip(before, tr.ema.parameters()):
+        assert torch.allclose(e, b + 0.5, atol=1e-5)
+
+
+def test_adam_betas_reach_the_optimizer():
+    tr = make(adam_betas=[0.9, 0.99])
+    assert tr.optimizer.param_groups[0]["betas"] == (0.9, 0.99)
+
+
 def test_learning_rate_schedule():
     tr = make(steps=100, warmup=10, lr=1.0, decay="cosine", min_lr=0.1)
     assert tr.lr_at(0) == pytest.approx(0.1) and tr.lr_at(9) == pytest.approx(1.0)
@@ -161,7 +180,9 @@ def test_time_budgeted_run_resumes_exactly(tmp_path):
 
 
 @pytest.mark.parametrize("field,value", [("optimizer", "sgd"), ("decay", "step"), ("precision", "fp8"),
-                                         ("steps", 0), ("lr", -1.0), ("ema_decay", 1.0)])
+                                         ("steps", 0), ("lr", -1.0), ("ema_decay", 1.0),
+                                         ("ema_halflife_kimg", 0.0), ("adam_betas", [0.9]),
+                                         ("adam_betas", [0.9, 1.0]), ("precision", "fp64")])
 def test_invalid_training_options(field, value):
     with pytest.raises(ConfigError, match=field):
         make(**{field: value})

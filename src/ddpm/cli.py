@@ -92,7 +92,8 @@ def cmd_sample(args) -> int:
     run = load_run(args.run, device=resolve_device(args.device), weights="raw" if args.raw else "ema",
                    checkpoint=args.checkpoint)
     s = run.cfg.sample
-    check_sample(SampleConfig(**sampling_options(run.cfg, args.sampler, args.steps, args.spacing, args.eta, args.churn),
+    check_sample(SampleConfig(**sampling_options(run.cfg, args.sampler, args.steps, args.spacing, args.eta, args.churn,
+                                                 args.precision, run.device),
                               n=args.n, batch_size=s.batch_size if args.batch_size is None else args.batch_size,
                               dynamic_threshold=args.dynamic_threshold),
                  run.cfg.diffusion.T)
@@ -123,7 +124,7 @@ def cmd_sample(args) -> int:
     out = run.sample(n, seed=args.seed, sampler=args.sampler, steps=args.steps, spacing=args.spacing,
                      eta=args.eta, churn=args.churn, clip=args.dynamic_threshold or args.clip, labels=labels,
                      guidance=args.guidance, guidance_rescale=args.guidance_rescale, batch_size=args.batch_size,
-                     return_trajectory=want_traj, progress=not args.quiet)
+                     return_trajectory=want_traj, progress=not args.quiet, precision=args.precision)
     x = out.x
     save_samples(x, args.out, run.is_image, labels)
     print(f"{n} samples -> {args.out}")
@@ -201,7 +202,8 @@ def cmd_evaluate(args) -> int:
                           weights="raw" if args.raw else "ema", checkpoint=args.checkpoint,
                           features=_features(args.features), reference_split=args.ref_split,
                           check_memorization=not args.no_memorization, out=args.json, samples_file=args.samples,
-                          device=resolve_device(args.device), progress=not args.quiet, guidance=args.guidance)
+                          device=resolve_device(args.device), progress=not args.quiet, guidance=args.guidance,
+                          precision=args.precision)
         where = args.json or args.run / "eval.json"
         print(f"{args.run}: {_n(result)} samples of {result['data']} (step {result['step']}) -> {where}")
         _print_eval(result)
@@ -400,6 +402,7 @@ def _class_arg(text: str):
 def _sampler_arguments(p: argparse.ArgumentParser) -> None:
     from typing import get_args
 
+    from .precision import PRECISIONS
     from .samplers import Sampler, Spacing
 
     p.add_argument("--sampler", choices=get_args(Sampler), help="default: the run's")
@@ -409,6 +412,9 @@ def _sampler_arguments(p: argparse.ArgumentParser) -> None:
                    help="where the steps lie (default: the run's; karras for dpm++2m/euler/heun, else linspace)")
     p.add_argument("--eta", type=float, help="DDIM noise, 0 = deterministic (default: the run's)")
     p.add_argument("--churn", type=float, help="EDM's S_churn for euler/heun, 0 = deterministic (default: the run's)")
+    p.add_argument("--precision", choices=tuple(PRECISIONS),
+                   help="the network's: fp32, autocast bf16/fp16, or auto = bf16 where the device has it natively "
+                        "(default: the run's sample.precision)")
 
 
 def build_parser() -> argparse.ArgumentParser:

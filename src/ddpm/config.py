@@ -88,9 +88,11 @@ class TrainConfig:
     label_dropout: float | None = None  #: class-conditional runs: share of labels dropped for guidance (None: 0.1)
     timestep_sampling: str = "uniform"  #: uniform | importance (iDDPM sec. 3.3, for diffusion.loss=vlb)
     max_nonfinite: int = 10  #: steps in a row with a non-finite loss or gradient (each skipped) before the run stops
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  #: Adam's (beta1, beta2)
     ema_decay: float = 0.999
-    ema_warmup: bool = True  #: decay min(ema_decay, (1 + step) / (10 + step))
-    precision: str = "fp32"  #: fp32 | bf16 | fp16 (autocast)
+    ema_halflife_kimg: float | None = None  #: EMA half-life in thousands of training images (EDM); replaces ema_decay
+    ema_warmup: bool = True  #: decay min(decay, (1 + step) / (10 + step))
+    precision: str = "fp32"  #: fp32 | bf16 | fp16 (autocast) | auto (bf16 where the device has it natively)
     compile: bool = False
     channels_last: bool = False
     device: str = "auto"  #: auto | cpu | cuda | cuda:N | mps
@@ -114,6 +116,7 @@ class SampleConfig:
     churn: float = 0.0  #: EDM's S_churn for euler/heun (0: deterministic)
     clip_denoised: bool | None = None  #: None: on for images, off for vectors
     dynamic_threshold: float | None = None  #: quantile p of Imagen's dynamic thresholding (e.g. 0.995), replaces clipping
+    precision: str = "fp32"  #: the network's precision while sampling: fp32 | bf16 | fp16 | auto (as train.precision)
     n: int = 2000  #: samples drawn at the end of training and by default
     batch_size: int = 512
 
@@ -160,22 +163,29 @@ PRESETS: dict[str, dict] = {
     "images": {"data": {"name": "images"}, **_IMAGES},
     # 8x8 digits on 2 CPU cores: ~12 steps/s, so 1,700 steps (cosine-annealed) take ~2.5 minutes
     # (3.5 at most), and the 64 final samples (ancestral, 1000 steps) under a minute more.
+    # precision=auto: bf16 autocast where the CPU has it natively (ddpm.precision), else fp32.
     "digits": {
         "data": {"name": "digits"},
         **_IMAGES,
         "model": {"kind": "unet", "unet": "digits"},
         "train": {**_IMAGES["train"], "steps": 1700, "batch_size": 64, "lr": 1e-3, "minutes": 3.5,
-                  "sample_every": 500, "checkpoint_every": 500},
+                  "sample_every": 500, "checkpoint_every": 500, "precision": "auto"},
+        "sample": {**_IMAGES["sample"], "precision": "auto"},
     },
-    # MNIST-5k on 2 CPU cores: the small U-Net trains at ~1.7 steps of 64 per second, so the
-    # 30-minute budget ends the run (~2,900 steps) and the learning rate is annealed over that time;
-    # a faster machine stops at 4,000 steps. Final samples by 100 DDIM steps (~30 s).
+    # MNIST-5k on 2 CPU cores for 30 minutes, measured (benchmarks/speedrun.py, docs/ablations.md):
+    # - bf16 autocast where the CPU has it natively (precision=auto): 1.6x the fp32 steps per
+    #   second on AMX cores, so ~5,500 steps of 64 fit the budget instead of ~3,900; the learning
+    #   rate is annealed over the steps the budget holds (a faster machine stops at 10,000);
+    # - sampling: 100 ancestral steps with beta-tilde. On the same model they gave Inception FID
+    #   10.1 where DDIM-100 gave 22.0 and DPM-Solver++ at 10-100 steps 20-21 (the probability-flow
+    #   ODE of a briefly trained model is much worse than its stochastic sampler); in bf16 1,000
+    #   samples take ~2.5 minutes (fp32: ~4.5) at a cost of ~0.9 FID (10.9 against 10.1).
     "mnist": {
         "data": {"name": "mnist"},
         **_IMAGES,
-        "train": {**_IMAGES["train"], "steps": 4000, "lr": 1e-3, "minutes": 30.0, "sample_every": 500,
-                  "checkpoint_every": 500},
-        "sample": {"n": 64, "batch_size": 64, "sampler": "ddim", "steps": 100},
+        "train": {**_IMAGES["train"], "steps": 10000, "lr": 1e-3, "minutes": 30.0, "sample_every": 1000,
+                  "checkpoint_every": 1000, "precision": "auto"},
+        "sample": {"n": 64, "batch_size": 250, "sampler": "ancestral", "steps": 100, "precision": "auto"},
     },
     # The course lab "from Gaussians to MNIST" (tutorial in examples/lab_mnist.py), for a GPU:
     # T = 500 with alpha_t falling linearly from 0.9999 to 0.98 (betas 1e-4..0.02 unscaled,

@@ -44,16 +44,20 @@ def build_network(cfg: Config, shape, num_classes: int = 0):
     return build_model(cfg.model, shape, num_classes, 2 if cfg.diffusion.variance == "learned_range" else 1)
 
 
-def sampling_options(cfg: Config, sampler=None, steps=None, spacing=None, eta=None, churn=None) -> dict:
-    """The run's sampler settings with any given overrides: sampler, steps, spacing, eta, churn
-    (the names of :func:`ddpm.samplers.sample`); the spacing resolved to the sampler's own default."""
+def sampling_options(cfg: Config, sampler=None, steps=None, spacing=None, eta=None, churn=None, precision=None,
+                     device="cpu") -> dict:
+    """The run's sampler settings with any given overrides: sampler, steps, spacing, eta, churn,
+    precision (the names of :func:`ddpm.samplers.sample`); the spacing resolved to the sampler's own
+    default and the precision to the one ``device`` runs."""
+    from .precision import resolve_precision
     from .samplers import SAMPLERS, resolve_sampler
 
     s = cfg.sample
     name = resolve_sampler(sampler or s.sampler)
     spacing = spacing or (s.spacing if sampler in (None, s.sampler) else None) or SAMPLERS[name][1]
     return {"sampler": name, "steps": steps if steps is not None else s.steps, "spacing": spacing,
-            "eta": s.eta if eta is None else eta, "churn": s.churn if churn is None else churn}
+            "eta": s.eta if eta is None else eta, "churn": s.churn if churn is None else churn,
+            "precision": resolve_precision(precision or s.precision, device)}
 
 
 def clip_denoised(cfg: Config, is_image: bool) -> bool | float:
@@ -78,18 +82,22 @@ class Run:
     weights: str = "ema"
 
     @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
     def is_image(self) -> bool:
         return len(self.shape) == 3
 
     def sample(self, n: int, seed: int = 0, sampler=None, steps=None, spacing=None, eta=None, churn=None, clip=None,
                labels=None, guidance=None, guidance_rescale=0.0, batch_size=None, return_trajectory=False,
-               progress=False):
+               progress=False, precision=None):
         """``n`` samples (a :class:`~ddpm.samplers.SampleOutput`), sample i from seed ``seed + i``;
         options default to the run's config. Non-finite samples (a diverged model) raise
         :class:`RunError` instead of being returned."""
         out = sample(
             self.process, self.model, self.shape, range(seed, seed + n),
-            **sampling_options(self.cfg, sampler, steps, spacing, eta, churn),
+            **sampling_options(self.cfg, sampler, steps, spacing, eta, churn, precision, self.device),
             clip_denoised=clip_denoised(self.cfg, self.is_image) if clip is None else clip,
             labels=labels, guidance=guidance, null_label=self.num_classes, guidance_rescale=guidance_rescale,
             batch_size=self.cfg.sample.batch_size if batch_size is None else batch_size,
@@ -270,10 +278,11 @@ def train(cfg: Config, run_dir, resume: bool = False, progress: bool = True) -> 
                       on_evaluate=lambda tr, step: evaluate_during_training(cfg, tr, data))
     if state == "resumable":
         trainer.resume()  # verified, and matched to the network, before anything is written
+    meta["precision"] = trainer.precision  # train.precision as resolved on this device
     if trainer.dist.is_main:
         if progress:
             n_params = sum(p.numel() for p in model.parameters())
-            print(f"{type(model).__name__} with {n_params:,} parameters on {trainer.device}, "
+            print(f"{type(model).__name__} with {n_params:,} parameters on {trainer.device} ({trainer.precision}), "
                   f"{len(data):,} examples of shape {tuple(data.shape)}, T={cfg.diffusion.T} -> {run_dir}", flush=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.toml")
@@ -334,7 +343,7 @@ def evaluate_during_training(cfg: Config, trainer: Trainer, data: Dataset) -> di
     """``train.eval_n`` samples of the EMA model, by the run's sampler, measured against the data
     (no memorisation check); the same seeds every time, so the values compare across steps."""
     n = cfg.train.eval_n
-    options = sampling_options(cfg)
+    options = sampling_options(cfg, device=trainer.device)
     labels = torch.arange(n) % data.num_classes if trainer.class_conditional else None
     x = sample(trainer.process, trainer.ema, data.shape, range(n), **options,
                clip_denoised=clip_denoised(cfg, data.is_image), labels=labels, batch_size=cfg.sample.batch_size).x
@@ -390,7 +399,7 @@ IMAGE_EVAL_N = 1000
 def evaluate(run_dir, samples=None, n: int | None = None, seed: int = 0, *, sampler=None, steps=None, eta=None,
              spacing=None, churn=None, weights: str = "ema", checkpoint: int | None = None, features=None, reference_split: str = "train",
              check_memorization: bool = True, out=None, samples_file=None, device="cpu",
-             progress: bool = False, guidance: float | None = None) -> dict:
+             progress: bool = False, guidance: float | None = None, precision: str | None = None) -> dict:
     """Metrics of a run's samples (given, or drawn now with the run's sampler settings unless
     overridden) against its data, each with its floor and the protocol; written to ``out``
     (default ``RUN/eval.json``). 2-D runs: distances to fresh draws of the true distribution
@@ -415,7 +424,7 @@ def evaluate(run_dir, samples=None, n: int | None = None, seed: int = 0, *, samp
 
         if samples is None:
             samples = run.sample(n or cfg.sample.n, seed=seed, sampler=sampler, steps=steps, spacing=spacing, eta=eta,
-                                 churn=churn).x.numpy()
+                                 churn=churn, precision=precision).x.numpy()
         samples = np.asarray(samples, dtype=np.float32)
         if samples.ndim != 2 or samples.shape[1:] != run.shape:
             raise RunError(f"samples of shape {samples.shape} do not match the run's data shape {run.shape}")
@@ -427,7 +436,7 @@ def evaluate(run_dir, samples=None, n: int | None = None, seed: int = 0, *, samp
     from .eval.memorization import pairs_picture
 
     features = tuple(features or default_features(cfg.data))
-    options = sampling_options(cfg, sampler, steps, spacing, eta, churn)
+    options = sampling_options(cfg, sampler, steps, spacing, eta, churn, precision, run.device)
     protocol = {**options, "nfe": network_evaluations(options["sampler"], options["steps"] or run.process.num_timesteps),
                 "clip_denoised": clip_denoised(cfg, True), "weights": weights, "checkpoint_step": run.step}
     labels = None

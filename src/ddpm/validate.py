@@ -14,6 +14,7 @@ import math
 from typing import get_args
 
 from .errors import ConfigError
+from .precision import PRECISIONS
 
 OPTIMIZERS = ("adam", "adamw")
 DECAYS = ("constant", "cosine", "linear")
@@ -140,8 +141,11 @@ def check_train(t) -> None:
     _positive("train.grad_clip", t.grad_clip, optional=True)
     if not 0 <= t.ema_decay < 1:  # (False for NaN too)
         _fail("train.ema_decay", t.ema_decay, "use a decay in [0, 1), e.g. 0.999")
-    from .train.trainer import PRECISIONS
-
+    _positive("train.ema_halflife_kimg", t.ema_halflife_kimg, optional=True)
+    betas = t.adam_betas
+    if not (isinstance(betas, list | tuple) and len(betas) == 2
+            and all(isinstance(b, int | float) and 0 <= b < 1 for b in betas)):
+        _fail("train.adam_betas", betas, "give two numbers in [0, 1), e.g. [0.9, 0.999]")
     _choice("train.precision", t.precision, tuple(PRECISIONS))
     from .train.timesteps import TIMESTEP_SAMPLING
 
@@ -184,6 +188,7 @@ def check_sample(s, T: int) -> None:
         _fail("sample.churn", s.churn, "EDM's churn is >= 0 (0: deterministic)")
     if s.dynamic_threshold is not None and not 0 < s.dynamic_threshold < 1:  # (False for NaN too)
         _fail("sample.dynamic_threshold", s.dynamic_threshold, "give a quantile in (0, 1), e.g. 0.995, or none")
+    _choice("sample.precision", s.precision, tuple(PRECISIONS))
     _at_least("sample.n", s.n, 1)
     _at_least("sample.batch_size", s.batch_size, 1)
 

@@ -45,6 +45,7 @@ class Protocol:
     churn: float | None = None
     nfe: int | None = None  #: network evaluations per sample
     clip_denoised: bool | None = None
+    precision: str | None = None  #: the network's while sampling: fp32 | bf16 | fp16
     weights: str | None = None  #: ema | raw
     checkpoint_step: int | None = None
     labels: str | None = None  #: the classes a class-conditional model was asked for

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from ..diffusion import GaussianDiffusion
 from ..errors import ConfigError
+from ..precision import Autocast, resolve_precision
 from .ancestral import p_sample, sample_ancestral
 from .ddim import sample_ddim
 from .dpm_solver import sample_dpmpp_2m
@@ -122,6 +123,7 @@ def sample(
     x_T: torch.Tensor | None = None,
     batch_size: int = 64,
     device=None,
+    precision: str = "fp32",
     return_trajectory: bool = False,
     progress: bool = False,
 ) -> SampleOutput:
@@ -144,9 +146,15 @@ def sample(
         x_T: start from these states (N, *shape) instead of each seed's noise (e.g. from
             :func:`invert`); the seeds still drive any noise drawn on the way.
         batch_size: samples per network call; results do not depend on it.
+        precision: the network's: ``fp32``, or autocast ``bf16``/``fp16``, or ``auto`` (bf16 where the
+            device has it natively, :mod:`ddpm.precision`); the samplers' arithmetic stays float64.
         return_trajectory: also return every state, x_T first.
     """
     sampler, fn, spacing, kwargs = _check(sampler, spacing, eta, churn, clip_denoised)
+    device = _device(model, device)
+    precision = resolve_precision(precision, device)
+    if precision != "fp32":
+        model = Autocast(model, precision)
     if guidance is not None:
         if labels is None or null_label is None:
             raise ConfigError("guidance needs the labels to guide towards and the network's null label: "
@@ -189,11 +197,16 @@ def invert(
     return x
 
 
-def _run(process, model, shape, seeds, sigmas, fn, kwargs, clip_denoised, labels, x_T, batch_size, device,
-         return_trajectory, progress, name):
+def _device(model, device) -> torch.device:
+    """``device``, or by default the one the network's parameters are on."""
     if device is None:
         device = next(model.parameters()).device if isinstance(model, torch.nn.Module) else "cpu"
-    device = torch.device(device)
+    return torch.device(device)
+
+
+def _run(process, model, shape, seeds, sigmas, fn, kwargs, clip_denoised, labels, x_T, batch_size, device,
+         return_trajectory, progress, name):
+    device = _device(model, device)
     dtype = torch.float32 if device.type == "mps" else torch.float64
     is_module = isinstance(model, torch.nn.Module)
     was_training = is_module and model.training

@@ -22,6 +22,7 @@ class ClassifierFreeGuidance(nn.Module):
         super().__init__()
         self.model, self.scale, self.null_label = model, float(scale), int(null_label)
         self.rescale, self.learned_variance = float(rescale), learned_variance
+        self.train(model.training)  # the sampler restores the mode it finds: the network's own
 
     def forward(self, x, t, y=None):
         if y is None:

@@ -23,17 +23,18 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
+from torch.profiler import record_function
 from tqdm.auto import tqdm
 
 from ..config import TrainConfig
 from ..data.base import Dataset
 from ..errors import ConfigError, RunError
+from ..precision import autocast, native, resolve_precision
 from ..validate import check_train
 from . import checkpoint as ckpt
 from .distributed import all_reduce_max, all_reduce_sum, init_distributed, resolve_device
 from .timesteps import make_timestep_sampler
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: share of a time budget's remaining seconds given to training steps (the rest: pictures, checkpoints)
 BUDGET_SHARE = 0.95
 
@@ -72,9 +73,11 @@ class Trainer:
         self.dist = init_distributed(self.device)
         if self.dist.enabled and cfg.device == "auto" and self.device.type == "mps":
             self.device = torch.device("cpu")
-        self.amp_dtype = PRECISIONS[cfg.precision]
-        if self.amp_dtype is not None and self.device.type == "cpu":
-            warnings.warn(f"{cfg.precision} autocast on a CPU without native support is much slower than fp32", stacklevel=2)
+        #: the precision trained in: train.precision with "auto" resolved for this device
+        self.precision = resolve_precision(cfg.precision, self.device)
+        if self.precision in ("bf16", "fp16") and not native(self.precision, self.device):
+            warnings.warn(f"{self.precision} autocast on a {self.device.type} without native {self.precision} is much "
+                          "slower than fp32: use train.precision=auto", stacklevel=2)
         self.model = model.to(self.device)
         if cfg.channels_last and data.is_image:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -88,9 +91,9 @@ class Trainer:
         self.ema_params = [e for e, p in zip(self.ema.parameters(), self.model.parameters()) if p.requires_grad]
         self.buffer_pairs = list(zip(self.ema.buffers(), self.model.buffers()))
         opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-        self.optimizer = opt_cls(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+        self.optimizer = opt_cls(self.params, lr=cfg.lr, betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay,
                                  fused=self.device.type in ("cpu", "cuda"))
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         rank = self.dist.rank
         torch.manual_seed(stream_seed(seed, rank, 0))  # dropout and other global draws
         self.data_gen = torch.Generator().manual_seed(stream_seed(seed, rank, 1))
@@ -154,20 +157,26 @@ class Trainer:
             y = torch.where(drop, torch.full_like(y, self.data.num_classes), y)
         return x, {"y": y.to(self.device)}
 
+    @property
+    def ema_decay(self) -> float:
+        """The EMA decay per optimizer step: ``train.ema_decay``, or with ``train.ema_halflife_kimg``
+        the decay whose weights halve every that many thousand training images (EDM, Karras et al.
+        2022, sec. 5 and appendix F.3): 0.5 ** (images per step / (1000 * halflife))."""
+        cfg = self.cfg
+        if cfg.ema_halflife_kimg is None:
+            return cfg.ema_decay
+        images = cfg.batch_size * cfg.grad_accum * self.dist.world_size
+        return 0.5 ** (images / (1000 * cfg.ema_halflife_kimg))
+
     @torch.no_grad()
     def update_ema(self) -> None:
         """ema <- d ema + (1 - d) theta over parameters; buffers are copied, never averaged."""
-        d = self.cfg.ema_decay
+        d = self.ema_decay
         if self.cfg.ema_warmup:
             d = min(d, (1 + self.step) / (10 + self.step))
         torch._foreach_lerp_(self.ema_params, [p.detach() for p in self.params], 1 - d)
         for b_ema, b in self.buffer_pairs:
             b_ema.copy_(b)
-
-    def _autocast(self):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def train_step(self, stats: "StepStats") -> float:
         """One optimizer step over ``grad_accum`` micro-batches; adds its losses to ``stats``.
@@ -182,17 +191,20 @@ class Trainer:
         T = self.process.num_timesteps
         seen = []
         for micro in range(cfg.grad_accum):
-            x, kwargs = self.next_batch()
-            t, weights = self.timesteps.sample(x.shape[0], self.device, self.data_gen)
-            noise = torch.randn(x.shape, generator=self.noise_gen, device=self.device, dtype=x.dtype)
+            with record_function("ddpm::data"):  # named parts for torch.profiler (benchmarks/cpu_profile.py)
+                x, kwargs = self.next_batch()
+                t, weights = self.timesteps.sample(x.shape[0], self.device, self.data_gen)
+                noise = torch.randn(x.shape, generator=self.noise_gen, device=self.device, dtype=x.dtype)
             sync = micro == cfg.grad_accum - 1 or not self.dist.enabled
-            with (contextlib.nullcontext() if sync else self.net.no_sync()), self._autocast():
-                losses = self.process.training_losses(self.net, x, t, noise, kwargs, self.data.is_image)["loss"]
-                loss = (losses if weights is None else losses * weights).mean() / cfg.grad_accum
-            self.scaler.scale(loss).backward()
+            with record_function("ddpm::forward_backward"):
+                with (contextlib.nullcontext() if sync else self.net.no_sync()), autocast(self.precision, self.device):
+                    losses = self.process.training_losses(self.net, x, t, noise, kwargs, self.data.is_image)["loss"]
+                    loss = (losses if weights is None else losses * weights).mean() / cfg.grad_accum
+                self.scaler.scale(loss).backward()
             seen.append((losses.detach(), t))
-        self.scaler.unscale_(self.optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip or float("inf"))
+        with record_function("ddpm::optimizer"):
+            self.scaler.unscale_(self.optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip or float("inf"))
         if not torch.isfinite(grad_norm):  # also catches a non-finite loss (DDP: the same on every rank)
             self._skip_nonfinite(stats)
             return lr
@@ -200,10 +212,12 @@ class Trainer:
         for losses, t in seen:  # only accepted steps reach the statistics and the timestep history
             stats.add_losses(losses, (t * 4 // T).clamp(max=3))
             self.timesteps.update(t, losses, self.dist)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.update_ema()
+        with record_function("ddpm::optimizer"):
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+        with record_function("ddpm::ema"):
+            self.update_ema()
         self.step += 1
         stats.add_grad_norm(grad_norm.detach())
         return lr
