@@ -10,7 +10,8 @@ Sampling-side levers (sampler and steps, clipping, dynamic thresholding, raw aga
 are measured on the baseline run without training again. Writes JSON and prints a Markdown table.
 
     python benchmarks/ablations.py                       # digits, ~40 minutes on 2 CPU cores
-    python benchmarks/ablations.py --only baseline lr=2e-3 --reuse
+    python benchmarks/ablations.py --only baseline 'lr*2' --reuse    # some rows; trained runs reused
+    python benchmarks/ablations.py --table                              # the table of the JSON
 """
 
 import argparse
@@ -19,9 +20,7 @@ import shutil
 import time
 from pathlib import Path
 
-import torch
-
-from machine import machine_info, now  # noqa: E402
+from machine import machine_info, now
 
 from ddpm.config import make_config  # noqa: E402
 from ddpm.data import to_uint8  # noqa: E402
@@ -30,35 +29,39 @@ from ddpm.runs import load_run, train  # noqa: E402
 
 FEATURES = {"mnist": ("inception", "classifier"), "digits": ("classifier",)}
 
-#: (name, what it changes, configuration overrides); the steps of a row are the budget's unless it says
+#: (name, what it changes, configuration overrides), most telling first; the steps of a row are the
+#: budget's unless it says
 TRAINING = [
     ("baseline", "the preset", {}),
     ("fp32", "train and sample in fp32 instead of bf16 autocast", {"train.precision": "fp32", "sample.precision": "fp32"}),
     ("target=v", "predict v (Salimans & Ho 2022)", {"diffusion.target": "v"}),
-    ("target=x0", "predict x_0", {"diffusion.target": "x0"}),
     ("min-snr=5", "Min-SNR-5 loss weighting (Hang et al. 2023)", {"diffusion.min_snr_gamma": 5.0}),
     ("schedule=cosine", "cosine schedule (Nichol & Dhariwal 2021)", {"diffusion.schedule": "cosine"}),
-    ("T=500", "T = 500 (betas scaled by 1000/T)", {"diffusion.T": 500}),
-    ("ema=0.99", "EMA decay 0.99 (half-life 69 steps)", {"train.ema_decay": 0.99}),
+    ("cosine+min-snr=5", "cosine schedule and Min-SNR-5 together", {"diffusion.schedule": "cosine",
+                                                                     "diffusion.min_snr_gamma": 5.0}),
     ("ema=0.9995", "EMA decay 0.9995 (half-life 1,386 steps)", {"train.ema_decay": 0.9995}),
     ("ema-halflife=20kimg", "EDM's half-life form: 20k images", {"train.ema_halflife_kimg": 20.0}),
-    ("lr/2", "half the learning rate", {"train.lr": "half"}),
     ("lr*2", "twice the learning rate", {"train.lr": "double"}),
-    ("warmup=0", "no warm-up", {"train.warmup": 0}),
     ("decay=constant", "constant learning rate instead of cosine decay", {"train.decay": "constant"}),
-    ("betas=0.9,0.99", "AdamW beta2 = 0.99", {"train.adam_betas": [0.9, 0.99]}),
-    ("batch/2 steps*2", "batch halved, steps doubled (same images)", {"train.batch_size": "half", "steps": 2.0}),
     ("batch*2 steps/2", "batch doubled, steps halved (same images)", {"train.batch_size": "double", "steps": 0.5}),
     ("width*1.5", "1.5x the U-Net's base channels", {"model.base_channels": "1.5x"}),
-    ("width/2", "half the U-Net's base channels", {"model.base_channels": "half"}),
-    ("blocks=2", "two residual blocks per level", {"model.num_res_blocks": 2}),
     ("no-attention", "no self-attention but in the middle block", {"model.attention_resolutions": []}),
     ("dropout=0.1", "dropout 0.1 in the residual blocks", {"model.dropout": 0.1}),
+    ("betas=0.9,0.99", "AdamW beta2 = 0.99", {"train.adam_betas": [0.9, 0.99]}),
+    ("target=x0", "predict x_0", {"diffusion.target": "x0"}),
+    ("ema=0.99", "EMA decay 0.99 (half-life 69 steps)", {"train.ema_decay": 0.99}),
+    ("warmup=0", "no warm-up", {"train.warmup": 0}),
+    ("lr/2", "half the learning rate", {"train.lr": "half"}),
+    ("T=500", "T = 500 (betas scaled by 1000/T)", {"diffusion.T": 500}),
+    ("width/2", "half the U-Net's base channels", {"model.base_channels": "half"}),
+    ("blocks=2", "two residual blocks per level", {"model.num_res_blocks": 2}),
+    ("batch/2 steps*2", "batch halved, steps doubled (same images)", {"train.batch_size": "half", "steps": 2.0}),
     ("steps*2.5", "2.5x the steps (the budget's time on a slower machine)", {"steps": 2.5}),
 ]
 
 #: (name, what it changes, sampling options) measured on the baseline run
 SAMPLING = [
+    ("seeds 1000..1999", "the baseline with other seeds: how much the measurement itself varies", {"seed": 1000}),
     ("raw weights", "the raw weights instead of the EMA", {"weights": "raw"}),
     ("ancestral-50", "ancestral sampling, 50 steps", {"sampler": "ancestral", "steps": 50}),
     ("ancestral-250", "ancestral sampling, 250 steps", {"sampler": "ancestral", "steps": 250}),
@@ -112,10 +115,6 @@ def measure(run_dir: Path, data_name: str, n: int, sampling: dict, features) -> 
     return row
 
 
-def fmt(metric: dict | None, scale: float = 1.0) -> str:
-    return "" if metric is None else f"{metric['value'] * scale:.2f}"
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="digits", choices=sorted(FEATURES))
@@ -127,9 +126,13 @@ def main():
     parser.add_argument("--reuse", action="store_true", help="measure runs already in --work, do not train them")
     parser.add_argument("--work", type=Path, help="run directories (default: benchmarks/out/ablations_DATA)")
     parser.add_argument("--out", type=Path, help="JSON (default: benchmarks/results/ablations_DATA.json)")
+    parser.add_argument("--table", action="store_true", help="print the Markdown table of --out and stop")
     args = parser.parse_args()
     work = args.work or Path(f"benchmarks/out/ablations_{args.data}")
     out_path = args.out or Path(f"benchmarks/results/ablations_{args.data}.json")
+    if args.table:
+        print(table(json.loads(out_path.read_text())))
+        return
     base = make_config(data=args.data, overrides={"train.minutes": None})
     budget = args.steps or base.train.steps
     protocol_sampling = {"sampler": args.sampler, "steps": args.sampling_steps}
@@ -142,9 +145,14 @@ def main():
                             "sample_precision": base.sample.precision, "reference_split": "train",
                             "features": list(features)})
     wanted = set(args.only) if args.only else None
-    for name, what, overrides in TRAINING:
-        if wanted and name not in wanted:
-            continue
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+
+    def record(name: str, row: dict) -> None:
+        report["rows"][name] = row
+        print(json.dumps({name: row}), flush=True)
+        out_path.write_text(json.dumps(report, indent=2))
+
+    def train_row(name: str, what: str, overrides: dict) -> dict:
         run_dir = work / name
         steps = int(round(budget * overrides.get("steps", 1.0)))
         cfg = make_config(data=args.data, overrides={"train.minutes": None, "train.steps": steps,
@@ -155,41 +163,41 @@ def main():
             train(cfg, run_dir, progress=False)
         rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
         seconds = round([r for r in rows if "elapsed" in r][-1]["elapsed"], 1)  # the training loop's own clock
-        row = {"kind": "training", "what": what, "overrides": resolve(base, overrides), "steps": steps,
-               "train_seconds": seconds, **measure(run_dir, args.data, args.n, protocol_sampling, features)}
-        report["rows"][name] = row
-        print(json.dumps({name: row}), flush=True)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.write_text(json.dumps(report, indent=2))
+        return {"kind": "training", "what": what, "overrides": resolve(base, overrides), "steps": steps,
+                "train_seconds": seconds, **measure(run_dir, args.data, args.n, protocol_sampling, features)}
+
+    # the baseline, then the sampling levers on it (cheap), then the training levers
+    baseline, *others = TRAINING
+    if not wanted or "baseline" in wanted:
+        record("baseline", train_row(*baseline))
     for name, what, sampling in SAMPLING:
-        if wanted and name not in wanted:
-            continue
-        row = {"kind": "sampling", "what": what, "sampling": sampling,
-               **measure(work / "baseline", args.data, args.n, {**protocol_sampling, **sampling}, features)}
-        report["rows"][name] = row
-        print(json.dumps({name: row}), flush=True)
-        out_path.write_text(json.dumps(report, indent=2))
+        if not wanted or name in wanted:
+            record(name, {"kind": "sampling", "what": what, "sampling": sampling,
+                          **measure(work / "baseline", args.data, args.n, {**protocol_sampling, **sampling}, features)})
+    for name, what, overrides in others:
+        if not wanted or name in wanted:
+            record(name, train_row(name, what, overrides))
     print(table(report))
 
 
 def table(report: dict) -> str:
-    """The rows as Markdown, baseline first."""
+    """The rows as Markdown in the order run, each metric with its ratio to the baseline's."""
     inception = report["data"] == "mnist"
-    head = "| lever | change | steps | train s | sample s | " + ("FID | " if inception else "")
-    head += "classifier FID |\n|---|---|---|---|---|" + ("---|" if inception else "") + "---|"
-    lines = [head]
+    metrics = (["fid"] if inception else []) + ["classifier_fid"]
+    titles = {"fid": "Inception FID", "classifier_fid": "classifier FID"}
+    base = report["rows"]["baseline"]
+    lines = ["| lever | change | steps | train s | sample s | "
+             + " | ".join(f"{titles[m]} (x baseline)" for m in metrics) + " | mean confidence |",
+             "|---|---|---|---|---|" + "---|" * len(metrics) + "---|"]
     for name, row in report["rows"].items():
         cells = [name, row["what"], str(row.get("steps", "")), str(row.get("train_seconds") or ""),
                  str(row["sample_seconds"])]
-        if inception:
-            cells.append(fmt(row.get("fid")))
-        cells.append(fmt(row["classifier_fid"]))
+        cells += [f"{row[m]['value']:.2f} ({row[m]['value'] / base[m]['value']:.2f})" for m in metrics]
+        cells.append(f"{row['mean_confidence']['value']:.3f}")
         lines.append("| " + " | ".join(cells) + " |")
-    first = next(iter(report["rows"].values()))
-    floors = f"floors at n={report['protocol']['n']}: classifier FID {first['classifier_fid']['floor']:.2f}"
-    if inception:
-        floors += f", FID {first['fid']['floor']:.2f}"
-    return "\n".join(lines) + "\n\n" + floors
+    floors = ", ".join(f"{titles[m]} {base[m]['floor']:.2f}" for m in metrics)
+    floors += f", mean confidence {base['mean_confidence']['floor']:.3f}"
+    return "\n".join(lines) + f"\n\nData-versus-data floors at n = {report['protocol']['n']}: {floors}."
 
 
 if __name__ == "__main__":

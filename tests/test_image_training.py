@@ -109,6 +109,19 @@ def test_image_sample_is_batch_independent(digits):
     assert torch.allclose(a, b, atol=1e-5)
 
 
+@pytest.mark.parametrize("data", ["digits", "mnist"])
+def test_the_image_presets_train_and_sample_as_they_stand(data, tmp_path):
+    """The presets' own network, precision ("auto"), sampler and sampling batch, for three steps:
+    quality is measured by benchmarks/speedrun.py, never here."""
+    out = tmp_path / data
+    assert main(["train", "--data", data, "--out", str(out), "--steps", "3", "--quiet", "--set", "sample.n=6"]) == 0
+    cfg = make_config(data=data)
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["precision"] == resolve_precision(cfg.train.precision, torch.device("cpu"))
+    x = np.load(out / "samples.npz")["arr_0"]
+    assert x.shape == (6, *{"digits": (8, 8, 1), "mnist": (28, 28, 1)}[data]) and x.dtype == np.uint8
+
+
 @pytest.fixture(scope="module")
 def image_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("img") / "digits"
