@@ -176,14 +176,14 @@ PRESETS: dict[str, dict] = {
                   "sample_every": 1000, "checkpoint_every": 1000, "precision": "auto"},
         "sample": {**_IMAGES["sample"], "sampler": "ancestral", "steps": 100, "precision": "auto"},
     },
-    # MNIST-5k on 2 CPU cores for 30 minutes, measured (benchmarks/speedrun.py, docs/ablations.md):
+    # MNIST-5k on 2 CPU cores for 30 minutes:
     # - bf16 autocast where the CPU has it natively (precision=auto): 1.6x the fp32 steps per
-    #   second on AMX cores, so ~5,500 steps of 64 fit the budget instead of ~3,900; the learning
-    #   rate is annealed over the steps the budget holds (a faster machine stops at 10,000);
-    # - sampling: 100 ancestral steps with beta-tilde. On the same model they gave Inception FID
-    #   10.1 where DDIM-100 gave 22.0 and DPM-Solver++ at 10-100 steps 20-21 (the probability-flow
-    #   ODE of a briefly trained model is much worse than its stochastic sampler); in bf16 1,000
-    #   samples take ~2.5 minutes (fp32: ~4.5) at a cost of ~0.9 FID (10.9 against 10.1).
+    #   second on AMX cores (benchmarks/cpu_profile.py), so about 1.6x the ~3,900 steps fp32 fits;
+    #   the learning rate is annealed over the steps the budget holds (at most 10,000);
+    # - sampling: 100 ancestral steps with beta-tilde. On the 3,865-step model of this preset in
+    #   fp32 they gave Inception FID 10.1 where DDIM-100 gave 22.0 and DPM-Solver++ at 10-100 steps
+    #   20-21 (benchmarks/results/quality_vs_steps_mnist.json); in bf16 10.9, with 1,000 samples
+    #   in about half the time (docs/sampling.md).
     "mnist": {
         "data": {"name": "mnist"},
         **_IMAGES,
