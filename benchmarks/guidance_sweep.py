@@ -1,8 +1,9 @@
 """Classifier-free guidance against its scale: how often samples are of the requested class.
 
 Trains the `digits` preset class-conditionally (`ddpm train --data digits --conditional`, 10% of
-labels dropped; fixed at the preset's 1,700 steps so the run does not depend on the machine's
-speed), then for each guidance scale draws --n samples per class (seeds 0.., the same for every
+labels dropped; fixed at the preset's step count, without its time budget, so the run does not
+depend on the machine's speed; the JSON of 2026-11-27 is of the preset then: linear schedule, 1,700
+steps), then for each guidance scale draws --n samples per class (seeds 0.., the same for every
 scale) and measures them with the digits classifier (held-out accuracy in the JSON): accuracy
 against the requested class, per class and overall, and the classifier FID@n of all the samples
 beside its floor. Writes JSON and a plot.
