@@ -42,7 +42,7 @@ def test_fid_per_class_is_near_its_floor_for_the_right_class_and_far_for_a_wrong
 def test_evaluating_a_conditional_run_measures_each_class(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--data", "digits", "--conditional", "--out", str(out), "--steps", "4", "--quiet",
-                 "--set", "model.unet=tiny", "--set", "diffusion.T=20", "--set", "sample.n=4"]) == 0
+                 "--set", "model.unet=tiny", "--set", "diffusion.T=20", "--set", "sample.steps=none", "--set", "sample.n=4"]) == 0
     capsys.readouterr()
     assert main(["evaluate", str(out), "--n", "60", "--features", "classifier", "--guidance", "2", "--steps", "5",
                  "--sampler", "ddim", "--no-memorization", "--quiet"]) == 0

@@ -80,7 +80,7 @@ def test_cifar10_pipeline_imports_into_the_native_unet_with_the_same_outputs(tmp
 def digits_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "run"
     assert main(["train", "--data", "digits", "--out", str(out), "--steps", "3", "--quiet", "--set", "model.unet=tiny",
-                 "--set", "diffusion.T=40", "--set", "diffusion.schedule=cosine", "--set", "sample.n=2"]) == 0
+                 "--set", "diffusion.T=40", "--set", "sample.steps=none", "--set", "diffusion.schedule=cosine", "--set", "sample.n=2"]) == 0
     run = load_run(out)
     randomised(run.model)  # three steps leave the zero-initialised layers near zero: give them weight
     from ddpm.train.checkpoint import atomic_save
@@ -132,7 +132,7 @@ def test_learned_variance_and_custom_betas_export(tmp_path):
     betas = ",".join(str(b) for b in np.geomspace(1e-3, 0.3, 12))
     assert main(["train", "--data", "digits", "--out", str(out), "--steps", "2", "--quiet", "--set", "model.unet=tiny",
                  "--set", "diffusion.variance=learned_range", "--set", "diffusion.target=v",
-                 "--set", "diffusion.schedule=custom", "--set", f"diffusion.betas=[{betas}]", "--set", "diffusion.T=12",
+                 "--set", "diffusion.schedule=custom", "--set", f"diffusion.betas=[{betas}]", "--set", "diffusion.T=12", "--set", "sample.steps=none",
                  "--set", "sample.n=2"]) == 0
     assert main(["export", str(out), str(tmp_path / "pipe")]) == 0
     config = json.loads((tmp_path / "pipe" / "scheduler" / "scheduler_config.json").read_text())
@@ -148,7 +148,7 @@ def test_learned_variance_and_custom_betas_export(tmp_path):
 def test_options_without_a_diffusers_counterpart_are_refused(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--data", "digits", "--out", str(out), "--steps", "1", "--quiet", "--set", "model.unet=tiny",
-                 "--set", "model.attention=linear", "--set", "diffusion.T=10", "--set", "sample.n=1"]) == 0
+                 "--set", "model.attention=linear", "--set", "diffusion.T=10", "--set", "sample.steps=none", "--set", "sample.n=1"]) == 0
     capsys.readouterr()
     assert main(["export", str(out), str(tmp_path / "pipe")]) == 1
     err = capsys.readouterr().err

@@ -85,7 +85,7 @@ def test_conditional_training_and_guided_sampling_from_the_command_line(tmp_path
 
     out = tmp_path / "digits"
     assert main(["train", "--data", "digits", "--conditional", "--out", str(out), "--steps", "4", "--quiet",
-                 "--set", "model.unet=tiny", "--set", "diffusion.T=20", "--set", "train.sample_every=0",
+                 "--set", "model.unet=tiny", "--set", "diffusion.T=20", "--set", "sample.steps=none", "--set", "train.sample_every=0",
                  "--set", "sample.n=4"]) == 0
     s = tmp_path / "s.npz"
     assert main(["sample", str(out), "--n", "6", "--class", "3", "--guidance", "2", "--guidance-rescale", "0.7",

@@ -316,7 +316,7 @@ def test_evaluation_during_training_is_logged_beside_the_losses(digits_classifie
     assert main(["train", "--data", "digits", "--out", str(out), "--steps", "20", "--quiet",
                  "--set", "train.eval_every=10", "--set", "train.eval_n=16", "--set", "train.eval_features=['classifier']",
                  "--set", "sample.steps=4", "--set", "sample.n=4", "--set", "train.sample_every=0",
-                 "--set", "diffusion.T=50", "--set", "model.unet=tiny", "--set", "train.tensorboard=true"]) == 0
+                 "--set", "diffusion.T=50", "--set", "sample.steps=none", "--set", "model.unet=tiny", "--set", "train.tensorboard=true"]) == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in rows if "eval" in r]
     assert [r["step"] for r in evals] == [10]  # every 10 steps, not at the end (the final evaluation is `ddpm evaluate`)

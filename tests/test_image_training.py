@@ -126,7 +126,7 @@ def test_the_image_presets_train_and_sample_as_they_stand(data, tmp_path):
 def image_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("img") / "digits"
     args = ["train", "--data", "digits", "--out", str(out), "--steps", "6", "--quiet",
-            "--set", "model.unet=tiny", "--set", "diffusion.T=50", "--set", "train.sample_every=3",
+            "--set", "model.unet=tiny", "--set", "diffusion.T=50", "--set", "sample.steps=none", "--set", "train.sample_every=3",
             "--set", "train.checkpoint_every=3", "--set", "train.log_every=3", "--set", "sample.n=4"]
     assert main(args) == 0
     return out
@@ -163,7 +163,7 @@ def test_tensorboard_logs_scalars_and_sample_grids(tmp_path):
 
     out = tmp_path / "run"
     assert main(["train", "--data", "digits", "--out", str(out), "--steps", "4", "--quiet",
-                 "--set", "model.unet=tiny", "--set", "diffusion.T=20", "--set", "train.sample_every=2",
+                 "--set", "model.unet=tiny", "--set", "diffusion.T=20", "--set", "sample.steps=none", "--set", "train.sample_every=2",
                  "--set", "train.log_every=2", "--set", "train.tensorboard=true", "--set", "sample.n=2"]) == 0
     events = EventAccumulator(str(out / "tensorboard"))
     events.Reload()
