@@ -34,7 +34,7 @@ from ddpm import Trainer  # noqa: E402
 from ddpm.config import TrainConfig, make_config  # noqa: E402
 from ddpm.data.base import Dataset  # noqa: E402
 from ddpm.nets import build_model  # noqa: E402
-from ddpm.precision import Autocast, native  # noqa: E402
+from ddpm.precision import PRECISIONS, Autocast, native  # noqa: E402
 from ddpm.runs import build_process  # noqa: E402
 
 SHAPES = {"cifar10": (3, 32, 32), "mnist": (1, 28, 28), "digits": (1, 8, 8)}
@@ -149,8 +149,7 @@ def main():
         train = train_case(args.preset, precision, batch, args.warmup, args.steps)
         trainer = train.pop("trainer")
         sampling = sample_case(trainer, precision, args.sample_batch, args.evaluations)
-        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-        ceiling = gemm_gflops(dtype, args.gemm)
+        ceiling = gemm_gflops(PRECISIONS[precision] or torch.float32, args.gemm)
         train["share_of_gemm_ceiling"] = round(train["gflop_per_s"] / ceiling, 3)
         sampling["share_of_gemm_ceiling"] = round(sampling["gflop_per_s"] / ceiling, 3)
         results.append({"precision": precision, "native": precision == "fp32" or native(precision, cpu),
