@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
-from torch.utils.flop_counter import FlopCounterMode
 
+from flops import gemm_ceiling, model_flops  # noqa: E402
 from machine import machine_info, now  # noqa: E402
 
 from ddpm import Trainer  # noqa: E402
@@ -71,15 +71,6 @@ def shares(ms: dict) -> dict:
     return {k: {"ms": round(v, 1), "share": round(v / total, 3)} for k, v in sorted(ms.items(), key=lambda kv: -kv[1])}
 
 
-def gemm_gflops(dtype: torch.dtype, size: int, repeats: int = 5) -> float:
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
-
-
 def train_case(preset: str, precision: str, batch: int, warmup: int, steps: int) -> dict:
     cfg = make_config(preset)
     shape = SHAPES[preset]
@@ -96,12 +87,7 @@ def train_case(preset: str, precision: str, batch: int, warmup: int, steps: int)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         trainer.run(max_steps=steps)
     parts, families = split(prof)
-    x = torch.randn(batch, *shape)
-    t = torch.randint(0, 1000, (batch,)).float()
-    with FlopCounterMode(display=False) as counter:
-        model(x, t).square().mean().backward()
-    flops = counter.get_total_flops()
-    model.zero_grad(set_to_none=True)
+    flops = model_flops(model, shape, batch, backward=True)
     return {"seconds_per_step": round(seconds, 4), "img_per_s": round(batch / seconds, 1),
             "flops_per_step": flops, "gflop_per_s": round(flops / seconds / 1e9, 1),
             "parts": shares(parts), "forward_backward_operators": shares(families), "trainer": trainer}
@@ -122,9 +108,7 @@ def sample_case(trainer: Trainer, precision: str, batch: int, evaluations: int) 
             for _ in range(evaluations):
                 model(x, t)
     _, families = split(prof)
-    with FlopCounterMode(display=False) as counter, torch.inference_mode():
-        trainer.ema(x, t)
-    flops = counter.get_total_flops()
+    flops = model_flops(trainer.ema, shape, batch, backward=False)
     return {"seconds_per_evaluation": round(seconds, 4), "img_evals_per_s": round(batch / seconds, 1),
             "flops_per_evaluation": flops, "gflop_per_s": round(flops / seconds / 1e9, 1),
             "operators": shares(families)}
@@ -149,7 +133,7 @@ def main():
         train = train_case(args.preset, precision, batch, args.warmup, args.steps)
         trainer = train.pop("trainer")
         sampling = sample_case(trainer, precision, args.sample_batch, args.evaluations)
-        ceiling = gemm_gflops(PRECISIONS[precision] or torch.float32, args.gemm)
+        ceiling = gemm_ceiling(PRECISIONS[precision] or torch.float32, args.gemm) / 1e9
         train["share_of_gemm_ceiling"] = round(train["gflop_per_s"] / ceiling, 3)
         sampling["share_of_gemm_ceiling"] = round(sampling["gflop_per_s"] / ceiling, 3)
         results.append({"precision": precision, "native": precision == "fp32" or native(precision, cpu),

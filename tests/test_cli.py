@@ -166,3 +166,18 @@ def test_dynamic_thresholding_from_the_command_line(trained, tmp_path):
     assert np.abs(np.load(out)["arr_0"]).max() <= 1.0 + 1e-6
     r = run_cli("sample", trained, "--dynamic-threshold", "1.5", "--out", tmp_path / "t.npz")
     assert r.returncode == 1 and "sample.dynamic_threshold" in r.stderr and not (tmp_path / "t.npz").exists()
+
+
+def test_precision_and_compile_reach_the_network(trained, tmp_path):
+    def draw(name, *extra):
+        out = tmp_path / f"{name}.npz"
+        assert main(["sample", str(trained), "--n", "16", "--out", str(out), "--quiet", "--sampler", "ddim",
+                     "--steps", "5", *extra]) == 0
+        return np.load(out)["arr_0"]
+
+    fp32 = draw("fp32", "--precision", "fp32")
+    np.testing.assert_allclose(draw("compiled", "--precision", "fp32", "--compile", "default"), fp32, atol=1e-5)
+    bf16 = draw("bf16", "--precision", "bf16")
+    assert not np.array_equal(bf16, fp32) and np.abs(bf16 - fp32).max() < 0.2
+    r = run_cli("sample", trained, "--compile", "fast", "--out", tmp_path / "c.npz")
+    assert r.returncode == 2 and "--compile" in r.stderr and not (tmp_path / "c.npz").exists()

@@ -93,7 +93,7 @@ def cmd_sample(args) -> int:
                    checkpoint=args.checkpoint)
     s = run.cfg.sample
     check_sample(SampleConfig(**sampling_options(run.cfg, args.sampler, args.steps, args.spacing, args.eta, args.churn,
-                                                 args.precision, run.device),
+                                                 args.precision, run.device, args.compile),
                               n=args.n, batch_size=s.batch_size if args.batch_size is None else args.batch_size,
                               dynamic_threshold=args.dynamic_threshold),
                  run.cfg.diffusion.T)
@@ -124,7 +124,8 @@ def cmd_sample(args) -> int:
     out = run.sample(n, seed=args.seed, sampler=args.sampler, steps=args.steps, spacing=args.spacing,
                      eta=args.eta, churn=args.churn, clip=args.dynamic_threshold or args.clip, labels=labels,
                      guidance=args.guidance, guidance_rescale=args.guidance_rescale, batch_size=args.batch_size,
-                     return_trajectory=want_traj, progress=not args.quiet, precision=args.precision)
+                     return_trajectory=want_traj, progress=not args.quiet, precision=args.precision,
+                     compile=args.compile)
     x = out.x
     save_samples(x, args.out, run.is_image, labels)
     print(f"{n} samples -> {args.out}")
@@ -203,7 +204,7 @@ def cmd_evaluate(args) -> int:
                           features=_features(args.features), reference_split=args.ref_split,
                           check_memorization=not args.no_memorization, out=args.json, samples_file=args.samples,
                           device=resolve_device(args.device), progress=not args.quiet, guidance=args.guidance,
-                          precision=args.precision)
+                          precision=args.precision, compile=args.compile)
         where = args.json or args.run / "eval.json"
         print(f"{args.run}: {_n(result)} samples of {result['data']} (step {result['step']}) -> {where}")
         _print_eval(result)
@@ -402,6 +403,7 @@ def _class_arg(text: str):
 def _sampler_arguments(p: argparse.ArgumentParser) -> None:
     from typing import get_args
 
+    from .compilation import COMPILE_MODES
     from .precision import PRECISIONS
     from .samplers import Sampler, Spacing
 
@@ -415,6 +417,9 @@ def _sampler_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=tuple(PRECISIONS),
                    help="the network's: fp32, autocast bf16/fp16, or auto = bf16 where the device has it natively "
                         "(default: the run's sample.precision)")
+    p.add_argument("--compile", choices=COMPILE_MODES,
+                   help="torch.compile the network: reduce-overhead replays CUDA graphs, one launch per call "
+                        "(default: the run's sample.compile)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -93,7 +93,7 @@ class TrainConfig:
     ema_halflife_kimg: float | None = None  #: EMA half-life in thousands of training images (EDM); replaces ema_decay
     ema_warmup: bool = True  #: decay min(decay, (1 + step) / (10 + step))
     precision: str = "fp32"  #: fp32 | bf16 | fp16 (autocast) | auto (bf16 where the device has it natively)
-    compile: bool = False
+    compile: str = "none"  #: none | default | reduce-overhead (CUDA graphs) | max-autotune (torch.compile's modes)
     channels_last: bool = False
     device: str = "auto"  #: auto | cpu | cuda | cuda:N | mps
     log_every: int = 100
@@ -117,6 +117,7 @@ class SampleConfig:
     clip_denoised: bool | None = None  #: None: on for images, off for vectors
     dynamic_threshold: float | None = None  #: quantile p of Imagen's dynamic thresholding (e.g. 0.995), replaces clipping
     precision: str = "fp32"  #: the network's precision while sampling: fp32 | bf16 | fp16 | auto (as train.precision)
+    compile: str = "none"  #: torch.compile of the network while sampling: none | default | reduce-overhead | max-autotune
     n: int = 2000  #: samples drawn at the end of training and by default
     batch_size: int = 512
 
@@ -256,6 +257,8 @@ def _set_field(obj, section: str, name: str, value) -> None:
     if name not in fields:
         raise ConfigError(f"unknown option {label!r}: choose one of {', '.join(sorted(fields))}")
     hint = typing.get_type_hints(type(obj))[name]
+    if name == "compile" and isinstance(value, bool):  # configs before the modes: true was torch.compile's default
+        value = "default" if value else "none"
     setattr(obj, name, parse_image_size(label, value) if label == "data.image_size" else _coerce(label, value, hint))
 
 

@@ -45,10 +45,10 @@ def build_network(cfg: Config, shape, num_classes: int = 0):
 
 
 def sampling_options(cfg: Config, sampler=None, steps=None, spacing=None, eta=None, churn=None, precision=None,
-                     device="cpu") -> dict:
+                     device="cpu", compile=None) -> dict:
     """The run's sampler settings with any given overrides: sampler, steps, spacing, eta, churn,
-    precision (the names of :func:`ddpm.samplers.sample`); the spacing resolved to the sampler's own
-    default and the precision to the one ``device`` runs."""
+    precision, compile (the names of :func:`ddpm.samplers.sample`); the spacing resolved to the
+    sampler's own default and the precision to the one ``device`` runs."""
     from .precision import resolve_precision
     from .samplers import SAMPLERS, resolve_sampler
 
@@ -57,7 +57,7 @@ def sampling_options(cfg: Config, sampler=None, steps=None, spacing=None, eta=No
     spacing = spacing or (s.spacing if sampler in (None, s.sampler) else None) or SAMPLERS[name][1]
     return {"sampler": name, "steps": steps if steps is not None else s.steps, "spacing": spacing,
             "eta": s.eta if eta is None else eta, "churn": s.churn if churn is None else churn,
-            "precision": resolve_precision(precision or s.precision, device)}
+            "precision": resolve_precision(precision or s.precision, device), "compile": compile or s.compile}
 
 
 def clip_denoised(cfg: Config, is_image: bool) -> bool | float:
@@ -91,13 +91,13 @@ class Run:
 
     def sample(self, n: int, seed: int = 0, sampler=None, steps=None, spacing=None, eta=None, churn=None, clip=None,
                labels=None, guidance=None, guidance_rescale=0.0, batch_size=None, return_trajectory=False,
-               progress=False, precision=None):
+               progress=False, precision=None, compile=None):
         """``n`` samples (a :class:`~ddpm.samplers.SampleOutput`), sample i from seed ``seed + i``;
         options default to the run's config. Non-finite samples (a diverged model) raise
         :class:`RunError` instead of being returned."""
         out = sample(
             self.process, self.model, self.shape, range(seed, seed + n),
-            **sampling_options(self.cfg, sampler, steps, spacing, eta, churn, precision, self.device),
+            **sampling_options(self.cfg, sampler, steps, spacing, eta, churn, precision, self.device, compile),
             clip_denoised=clip_denoised(self.cfg, self.is_image) if clip is None else clip,
             labels=labels, guidance=guidance, null_label=self.num_classes, guidance_rescale=guidance_rescale,
             batch_size=self.cfg.sample.batch_size if batch_size is None else batch_size,
@@ -399,7 +399,8 @@ IMAGE_EVAL_N = 1000
 def evaluate(run_dir, samples=None, n: int | None = None, seed: int = 0, *, sampler=None, steps=None, eta=None,
              spacing=None, churn=None, weights: str = "ema", checkpoint: int | None = None, features=None, reference_split: str = "train",
              check_memorization: bool = True, out=None, samples_file=None, device="cpu",
-             progress: bool = False, guidance: float | None = None, precision: str | None = None) -> dict:
+             progress: bool = False, guidance: float | None = None, precision: str | None = None,
+             compile: str | None = None) -> dict:
     """Metrics of a run's samples (given, or drawn now with the run's sampler settings unless
     overridden) against its data, each with its floor and the protocol; written to ``out``
     (default ``RUN/eval.json``). 2-D runs: distances to fresh draws of the true distribution
@@ -424,7 +425,7 @@ def evaluate(run_dir, samples=None, n: int | None = None, seed: int = 0, *, samp
 
         if samples is None:
             samples = run.sample(n or cfg.sample.n, seed=seed, sampler=sampler, steps=steps, spacing=spacing, eta=eta,
-                                 churn=churn, precision=precision).x.numpy()
+                                 churn=churn, precision=precision, compile=compile).x.numpy()
         samples = np.asarray(samples, dtype=np.float32)
         if samples.ndim != 2 or samples.shape[1:] != run.shape:
             raise RunError(f"samples of shape {samples.shape} do not match the run's data shape {run.shape}")
@@ -436,7 +437,7 @@ def evaluate(run_dir, samples=None, n: int | None = None, seed: int = 0, *, samp
     from .eval.memorization import pairs_picture
 
     features = tuple(features or default_features(cfg.data))
-    options = sampling_options(cfg, sampler, steps, spacing, eta, churn, precision, run.device)
+    options = sampling_options(cfg, sampler, steps, spacing, eta, churn, precision, run.device, compile)
     protocol = {**options, "nfe": network_evaluations(options["sampler"], options["steps"] or run.process.num_timesteps),
                 "clip_denoised": clip_denoised(cfg, True), "weights": weights, "checkpoint_step": run.step}
     labels = None

@@ -13,6 +13,7 @@ import json
 import math
 from typing import get_args
 
+from .compilation import COMPILE_MODES
 from .errors import ConfigError
 from .precision import PRECISIONS
 
@@ -147,6 +148,7 @@ def check_train(t) -> None:
             and all(isinstance(b, int | float) and 0 <= b < 1 for b in betas)):
         _fail("train.adam_betas", betas, "give two numbers in [0, 1), e.g. [0.9, 0.999]")
     _choice("train.precision", t.precision, tuple(PRECISIONS))
+    _choice("train.compile", t.compile, COMPILE_MODES)
     from .train.timesteps import TIMESTEP_SAMPLING
 
     _choice("train.timestep_sampling", t.timestep_sampling, TIMESTEP_SAMPLING)
@@ -189,6 +191,7 @@ def check_sample(s, T: int) -> None:
     if s.dynamic_threshold is not None and not 0 < s.dynamic_threshold < 1:  # (False for NaN too)
         _fail("sample.dynamic_threshold", s.dynamic_threshold, "give a quantile in (0, 1), e.g. 0.995, or none")
     _choice("sample.precision", s.precision, tuple(PRECISIONS))
+    _choice("sample.compile", s.compile, COMPILE_MODES)
     _at_least("sample.n", s.n, 1)
     _at_least("sample.batch_size", s.batch_size, 1)
 

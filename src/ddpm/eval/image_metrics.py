@@ -46,6 +46,7 @@ class Protocol:
     nfe: int | None = None  #: network evaluations per sample
     clip_denoised: bool | None = None
     precision: str | None = None  #: the network's while sampling: fp32 | bf16 | fp16
+    compile: str | None = None  #: torch.compile mode of the network while sampling (none: eager)
     weights: str | None = None  #: ema | raw
     checkpoint_step: int | None = None
     labels: str | None = None  #: the classes a class-conditional model was asked for

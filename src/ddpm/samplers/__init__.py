@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from ..diffusion import GaussianDiffusion
 from ..errors import ConfigError
+from ..compilation import Compiled
 from ..precision import Autocast, resolve_precision
 from .ancestral import p_sample, sample_ancestral
 from .ddim import sample_ddim
@@ -124,6 +125,7 @@ def sample(
     batch_size: int = 64,
     device=None,
     precision: str = "fp32",
+    compile: str = "none",
     return_trajectory: bool = False,
     progress: bool = False,
 ) -> SampleOutput:
@@ -148,6 +150,8 @@ def sample(
         batch_size: samples per network call; results do not depend on it.
         precision: the network's: ``fp32``, or autocast ``bf16``/``fp16``, or ``auto`` (bf16 where the
             device has it natively, :mod:`ddpm.precision`); the samplers' arithmetic stays float64.
+        compile: ``torch.compile`` of the network: ``none``, ``default``, ``reduce-overhead`` (CUDA
+            graphs: one launch per network call) or ``max-autotune`` (:mod:`ddpm.compilation`).
         return_trajectory: also return every state, x_T first.
     """
     sampler, fn, spacing, kwargs = _check(sampler, spacing, eta, churn, clip_denoised)
@@ -155,6 +159,8 @@ def sample(
     precision = resolve_precision(precision, device)
     if precision != "fp32":
         model = Autocast(model, precision)
+    if compile != "none":
+        model = Compiled(model, compile, device)
     if guidance is not None:
         if labels is None or null_label is None:
             raise ConfigError("guidance needs the labels to guide towards and the network's null label: "

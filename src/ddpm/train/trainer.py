@@ -2,8 +2,8 @@
 
 Uniform timesteps, L_simple (or any loss of the process), Adam/AdamW with warm-up and
 decay, gradient clipping and accumulation, EMA of the parameters, autocast mixed
-precision, optional ``torch.compile`` and channels-last, a step budget and a wall-clock
-budget, JSON-lines metrics with the loss per timestep quartile, atomic checkpoints that
+precision, optional ``torch.compile`` (CUDA graphs included: :mod:`ddpm.compilation`) and
+channels-last, a step budget and a wall-clock budget, JSON-lines metrics with the loss per timestep quartile, atomic checkpoints that
 resume exactly, and ``torchrun`` data parallelism (each rank its own shard and seeds,
 rank 0 writes).
 """
@@ -26,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.profiler import record_function
 from tqdm.auto import tqdm
 
+from ..compilation import compile_network, uses_cuda_graphs
 from ..config import TrainConfig
 from ..data.base import Dataset
 from ..errors import ConfigError, RunError
@@ -86,7 +87,8 @@ class Trainer:
         if self.dist.enabled:
             net = DistributedDataParallel(net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
             self.ema.load_state_dict(self.model.state_dict())  # rank 0's weights, as DDP broadcast them
-        self.net = torch.compile(net) if cfg.compile else net
+        self.net = compile_network(net, cfg.compile)
+        self.cuda_graphs = uses_cuda_graphs(cfg.compile, self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.ema_params = [e for e, p in zip(self.ema.parameters(), self.model.parameters()) if p.requires_grad]
         self.buffer_pairs = list(zip(self.ema.buffers(), self.model.buffers()))
@@ -190,6 +192,8 @@ class Trainer:
             group["lr"] = lr
         T = self.process.num_timesteps
         seen = []
+        if self.cuda_graphs:  # a new iteration: the graph tree may reuse the last step's memory
+            torch.compiler.cudagraph_mark_step_begin()
         for micro in range(cfg.grad_accum):
             with record_function("ddpm::data"):  # named parts for torch.profiler (benchmarks/cpu_profile.py)
                 x, kwargs = self.next_batch()
