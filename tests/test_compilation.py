@@ -54,6 +54,8 @@ def test_modes_and_old_boolean_configs():
         apply_overrides(cfg, dict([parse_override(text)]))
         assert cfg.train.compile == mode
     assert set(COMPILE_MODES) == {"none", "default", "reduce-overhead", "max-autotune"}
+    with pytest.raises(ConfigError, match="compile mode 'fast'"):
+        compile_network(torch.nn.Linear(2, 2), "fast")
 
 
 @pytest.mark.parametrize("section", ["train", "sample"])

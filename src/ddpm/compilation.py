@@ -20,6 +20,8 @@ module). A new input shape (a smaller last batch) compiles once more.
 import torch
 from torch import nn
 
+from .errors import ConfigError
+
 #: the modes of ``train.compile`` and ``sample.compile``
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 
@@ -32,7 +34,7 @@ def uses_cuda_graphs(mode: str, device: torch.device) -> bool:
 def compile_network(net: nn.Module, mode: str) -> nn.Module:
     """``net`` compiled in ``mode`` (one of :data:`COMPILE_MODES`; ``none`` returns ``net``)."""
     if mode not in COMPILE_MODES:
-        raise ValueError(f"compile mode {mode!r} is not one of {', '.join(COMPILE_MODES)}")
+        raise ConfigError(f"compile mode {mode!r} is not one of {', '.join(COMPILE_MODES)}")
     if mode == "none":
         return net
     return torch.compile(net, mode=None if mode == "default" else mode)

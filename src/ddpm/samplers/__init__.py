@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..compilation import Compiled
 from ..diffusion import GaussianDiffusion
 from ..errors import ConfigError
-from ..compilation import Compiled
 from ..precision import Autocast, resolve_precision
 from .ancestral import p_sample, sample_ancestral
 from .ddim import sample_ddim
