@@ -1,5 +1,5 @@
-"""Our DDIM and DPM-Solver++ steps agree with diffusers' schedulers on the same model output,
-timesteps and noise (diffusers is a test dependency)."""
+"""Our DDIM and DPM-Solver++ steps (its SDE variant too) agree with diffusers' schedulers on the
+same model output, timesteps and noise (diffusers is a test dependency)."""
 
 import numpy as np
 import pytest
@@ -59,3 +59,23 @@ def test_dpm_solver_pp_2m_matches_diffusers(spacing, steps):
     sigmas = np.append(process.sigma_at(scheduler.timesteps.numpy()), 0.0)
     ours = sample_dpmpp_2m(process, model, x_T, sigmas, _noise)
     assert torch.allclose(ours, theirs, atol=1e-4, rtol=1e-4), float((ours - theirs).abs().max())
+
+
+@pytest.mark.parametrize("spacing,steps", [("linspace", 10), ("trailing", 20)])
+def test_sde_dpm_solver_pp_2m_matches_diffusers_on_the_same_noise(spacing, steps):
+    scheduler, process, model = _setup(diffusers.DPMSolverMultistepScheduler, algorithm_type="sde-dpmsolver++",
+                                       solver_order=2, final_sigmas_type="zero", lower_order_final=True,
+                                       timestep_spacing=spacing)
+    scheduler.set_timesteps(steps)
+    gen = torch.Generator().manual_seed(2)
+    x_T = torch.randn(64, 2, generator=gen, dtype=torch.float64)
+    z = [torch.randn(64, 2, generator=gen, dtype=torch.float64) for _ in range(steps)]
+    x = x_T
+    for i, t in enumerate(scheduler.timesteps):
+        eps = model(x, torch.full((x.shape[0],), float(t), dtype=torch.float64))
+        x = scheduler.step(eps.float(), t, x.float(), variance_noise=z[i].float()).prev_sample.double()
+    sigmas = np.append(process.sigma_at(scheduler.timesteps.numpy()), 0.0)
+    drawn = iter(z)
+    ours = sample_dpmpp_2m(process, model, x_T, sigmas, lambda: next(drawn), eta=1.0)
+    assert torch.allclose(ours, x, atol=1e-4, rtol=1e-4), float((ours - x).abs().max())
+    assert next(drawn) is z[-1]  # noise at every step but the last, which returns x0

@@ -25,6 +25,7 @@ def setup():
 
 @pytest.mark.parametrize("sampler,steps,eta", [("ancestral", None, 0.0), ("ancestral", 7, 0.0),
                                                ("ddim", 10, 0.0), ("ddim", 10, 1.0), ("dpm++", 6, 0.0),
+                                               ("dpm++", 6, 1.0),
                                                ("euler", 6, 0.0), ("heun", 5, 0.0)])
 def test_sample_depends_only_on_its_seed(setup, sampler, steps, eta):
     p, net = setup
@@ -171,6 +172,16 @@ def test_each_sampler_reproduces_the_mixture(mixture, sampler):
     x = sample(process, denoiser, (2,), range(2000), sampler=sampler, steps=steps, batch_size=2000, device="cpu").x
     sw = sliced_wasserstein(x.numpy(), data)
     assert sw < 1.3 * floor, (sampler, steps, sw, floor)
+
+
+def test_sde_dpm_solver_pp_reproduces_the_mixture(mixture):
+    """SDE-DPM-Solver++(2M) (eta = 1) at the step count recommended for DPM-Solver++ and more."""
+    process, denoiser, data, floor = mixture
+    for steps in (RECOMMENDED["dpm++2m"], 50):
+        x = sample(process, denoiser, (2,), range(2000), sampler="dpm++2m", steps=steps, eta=1.0, batch_size=2000,
+                   device="cpu").x
+        sw = sliced_wasserstein(x.numpy(), data)
+        assert sw < 1.3 * floor, (steps, sw, floor)
 
 
 @pytest.mark.parametrize("sampler", ["ddim", "dpm++2m", "euler", "heun"])

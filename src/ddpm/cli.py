@@ -412,7 +412,8 @@ def _sampler_arguments(p: argparse.ArgumentParser) -> None:
                                              "2 steps - 1 times)")
     p.add_argument("--spacing", choices=get_args(Spacing),
                    help="where the steps lie (default: the run's; karras for dpm++2m/euler/heun, else linspace)")
-    p.add_argument("--eta", type=float, help="DDIM noise, 0 = deterministic (default: the run's)")
+    p.add_argument("--eta", type=float, help="noise of DDIM and DPM-Solver++: 0 = deterministic (ODE), 1 = as much as the "
+                                         "reverse SDE (default: the run's)")
     p.add_argument("--churn", type=float, help="EDM's S_churn for euler/heun, 0 = deterministic (default: the run's)")
     p.add_argument("--precision", choices=tuple(PRECISIONS),
                    help="the network's: fp32, autocast bf16/fp16, or auto = bf16 where the device has it natively "

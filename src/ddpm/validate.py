@@ -185,7 +185,7 @@ def check_sample(s, T: int) -> None:
             _fail("sample.spacing", s.spacing, "ancestral sampling runs on the chain's own steps: use linspace, "
                   "leading or trailing")
     if not (math.isfinite(s.eta) and s.eta >= 0):
-        _fail("sample.eta", s.eta, "DDIM's eta is >= 0 (0: deterministic, 1: as ancestral sampling)")
+        _fail("sample.eta", s.eta, "eta (DDIM, DPM-Solver++) is >= 0 (0: deterministic, 1: as stochastic as ancestral sampling)")
     if not (math.isfinite(s.churn) and s.churn >= 0):
         _fail("sample.churn", s.churn, "EDM's churn is >= 0 (0: deterministic)")
     if s.dynamic_threshold is not None and not 0 < s.dynamic_threshold < 1:  # (False for NaN too)

@@ -37,7 +37,7 @@ Sampler = Literal["ancestral", "ddim", "dpm++2m", "dpm++", "euler", "heun"]
 SAMPLERS = {
     "ancestral": (sample_ancestral, "linspace", ()),
     "ddim": (sample_ddim, "linspace", ("eta",)),
-    "dpm++2m": (sample_dpmpp_2m, "karras", ()),
+    "dpm++2m": (sample_dpmpp_2m, "karras", ("eta",)),
     "euler": (sample_euler, "karras", ("churn",)),
     "heun": (sample_heun, "karras", ("churn",)),
 }
@@ -133,7 +133,8 @@ def sample(
 
     Args:
         sampler: ``ancestral`` (DDPM Algorithm 2), ``ddim`` (with ``eta``; 0 is deterministic),
-            ``dpm++2m`` (alias ``dpm++``; DPM-Solver++(2M)), ``euler`` or ``heun`` (EDM, with ``churn``).
+            ``dpm++2m`` (alias ``dpm++``; DPM-Solver++(2M), with ``eta``: 0 solves the ODE, 1 the
+            SDE), ``euler`` or ``heun`` (EDM, with ``churn``).
         steps: number of steps; None uses every step of the chain. Heun takes two network
             evaluations per step but the last (see ``SampleOutput.nfe``).
         spacing: where the steps lie: ``linspace`` (from T-1 down to 0), ``leading``, ``trailing``
