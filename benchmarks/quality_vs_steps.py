@@ -54,11 +54,12 @@ INCEPTION_TARGETS = {("fixed", "ancestral", 1000), ("fixed", "ancestral", 100), 
                      ("fixed", "dpm++2m-trailing", 20)}
 
 
-def configurations(T: int, learned: bool, max_nfe: int = max(NFES)) -> list[tuple[str, str, int, str | None]]:
-    """(model, sampler, steps, spacing): every sampler at every NFE up to T with its default spacing
-    (None; Heun: the steps whose 2 n - 1 evaluations are nearest); DPM-Solver++ also with the
-    linspace and karras spacings at 10 and 20; ancestral also with beta_t (fixed_large); the
-    learned-variance model by ancestral sampling, DDIM and DPM-Solver++."""
+def configurations(T: int, learned: bool, max_nfe: int = max(NFES)) -> list[tuple[str, str, int, str | None, float]]:
+    """(model, sampler, steps, spacing, eta): every sampler at every NFE up to T with its default
+    spacing (None; Heun: the steps whose 2 n - 1 evaluations are nearest) and eta 0; DPM-Solver++
+    also with the linspace and trailing spacings at 10 and 20, and as the SDE solver (eta 1) at
+    every NFE; ancestral also with beta_t (fixed_large); the learned-variance model by ancestral
+    sampling, DDIM and DPM-Solver++."""
     nfes = sorted({n for n in NFES if n <= min(T, max_nfe)} | ({T} if T <= max_nfe else set()))
     T = min(T, max_nfe)
     out = []
@@ -66,18 +67,21 @@ def configurations(T: int, learned: bool, max_nfe: int = max(NFES)) -> list[tupl
         for nfe in nfes:
             steps = (nfe + 1) // 2 if sampler == "heun" else nfe
             if nfe <= T and steps >= 1:
-                out.append(("fixed", sampler, steps, None))
-    out += [("fixed", "dpm++2m", n, s) for s in ("linspace", "trailing") for n in (10, 20) if n <= T]
-    out += [("fixed_large", "ancestral", n, None) for n in nfes if n >= min(50, T)]
+                out.append(("fixed", sampler, steps, None, 0.0))
+    out += [("fixed", "dpm++2m", n, s, 0.0) for s in ("linspace", "trailing") for n in (10, 20) if n <= T]
+    out += [("fixed", "dpm++2m", n, None, 1.0) for n in nfes]
+    out += [("fixed_large", "ancestral", n, None, 0.0) for n in nfes if n >= min(50, T)]
     if learned:
-        out += [("learned", "ancestral", n, None) for n in nfes if n >= min(10, T)]
-        out += [("learned", s, n, None) for s, n in (("ddim", 50), ("dpm++2m", 10), ("dpm++2m", 20)) if n <= T]
+        out += [("learned", "ancestral", n, None, 0.0) for n in nfes if n >= min(10, T)]
+        out += [("learned", s, n, None, 0.0) for s, n in (("ddim", 50), ("dpm++2m", 10), ("dpm++2m", 20)) if n <= T]
     return out
 
 
-def label(sampler: str, spacing: str | None) -> str:
-    """The sampler's name, with the spacing when it is not the sampler's default."""
-    return sampler if spacing is None else f"{sampler}-{spacing}"
+def label(sampler: str, spacing: str | None, eta: float = 0.0) -> str:
+    """The sampler's name (``-sde`` for DPM-Solver++ with eta 1), with the spacing when it is not the
+    sampler's default."""
+    name = f"{sampler}-sde" if eta > 0 else sampler
+    return name if spacing is None else f"{name}-{spacing}"
 
 
 def key(model: str, name: str, steps: int) -> str:
@@ -123,8 +127,8 @@ def cmd_sample(args) -> None:
         (args.out / "sampling.json").write_text(json.dumps(meta, indent=2))
 
     previous = None
-    for model, sampler, steps, spacing in configurations(T, "learned" in models, args.max_nfe):
-        name = label(sampler, spacing)
+    for model, sampler, steps, spacing, eta in configurations(T, "learned" in models, args.max_nfe):
+        name = label(sampler, spacing, eta)
         if key(model, name, steps) in timings:
             continue
         if previous not in (None, model):
@@ -134,7 +138,7 @@ def cmd_sample(args) -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        out = sample(run.process, run.model, run.shape, range(args.n), sampler=sampler, steps=steps,
+        out = sample(run.process, run.model, run.shape, range(args.n), sampler=sampler, steps=steps, eta=eta,
                      spacing=spacing, clip_denoised=True, batch_size=args.batch_size, device=device)
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -251,16 +255,16 @@ def cmd_toy(args) -> None:
     runs["fixed_large"] = _with_beta(load_run(args.work / "swissroll_fixed"))
     T = runs["fixed"].process.num_timesteps
     points = {}
-    for model, sampler, steps, spacing in configurations(T, True):
+    for model, sampler, steps, spacing, eta in configurations(T, True):
         run = runs[model]
         start = time.perf_counter()
         out = sample(run.process, run.model, run.shape, range(args.seed, args.seed + args.n), sampler=sampler,
-                     steps=steps, spacing=spacing, batch_size=args.n)
+                     steps=steps, eta=eta, spacing=spacing, batch_size=args.n)
         seconds = time.perf_counter() - start
         sw = evaluate_points(out.x.numpy(), "swissroll", metrics=["sliced_wasserstein"])["sliced_wasserstein"]
-        name = label(sampler, spacing)
+        name = label(sampler, spacing, eta)
         points[key(model, name, steps)] = {"model": model, "sampler": sampler, "label": name, "steps": steps,
-                                           "nfe": out.nfe, "spacing": spacing or _spacing(sampler),
+                                           "eta": eta, "nfe": out.nfe, "spacing": spacing or _spacing(sampler),
                                            "seconds": round(seconds, 2), "sliced_wasserstein": sw}
         print(key(model, name, steps), out.nfe, f"ratio {sw['ratio']:.2f}", flush=True)
     report = {"benchmark": "quality_vs_steps", "data": "swissroll", "date": now(), "machine": machine_info(),
