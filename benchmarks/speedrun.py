@@ -1,6 +1,6 @@
 """Speedrun: a preset from scratch to 1,000 measured samples, as a new user runs it.
 
-Trains ``ddpm train --data NAME`` exactly as the preset stands (its time budget, measured into a
+Trains ``ddpm train --data NAME`` exactly as the preset stands, or as ``--set`` changes it (its time budget, measured into a
 step budget on this machine, and its precision), keeping a checkpoint every
 ``train.checkpoint_every`` steps, then draws 1,000 samples (seeds 0..999) with the preset's own
 sampler, steps, clipping and precision from the EMA weights, and measures them: Inception FID/KID
@@ -10,6 +10,8 @@ preset's targets was met. Writes JSON.
 
     python benchmarks/speedrun.py --data mnist      # 30 + ~5 minutes on 2 CPU cores
     python benchmarks/speedrun.py --data digits     # 5 + ~1 minutes
+    python benchmarks/speedrun.py --data mnist --set train.compile=default --set sample.compile=default \\
+        --work benchmarks/out/speedrun_compiled --out benchmarks/results/speedrun_mnist_compiled.json
     python benchmarks/image_time_to_quality.py --data mnist --reuse --work benchmarks/out/speedrun \\
         --out benchmarks/results/image_time_to_quality.json   # the curve of its checkpoints
 """
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from machine import machine_info, now  # noqa: E402
 
-from ddpm.config import make_config  # noqa: E402
+from ddpm.config import make_config, parse_override  # noqa: E402
 from ddpm.data import to_uint8  # noqa: E402
 from ddpm.eval.image_metrics import evaluate_images  # noqa: E402
 from ddpm.runs import load_run, read_run_json, sampling_options, train  # noqa: E402
@@ -58,9 +60,12 @@ def main():
     parser.add_argument("--work", type=Path, default=Path("benchmarks/out/speedrun"), help="run directories")
     parser.add_argument("--reuse", action="store_true", help="measure the run already in --work, do not train")
     parser.add_argument("--out", type=Path, help="JSON (default: benchmarks/results/speedrun_DATA.json)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                        help="change the preset (as ddpm train --set), e.g. train.compile=default")
     args = parser.parse_args()
     out_path = args.out or Path(f"benchmarks/results/speedrun_{args.data}.json")
-    cfg = make_config(data=args.data, overrides={"train.keep_checkpoints": 1000})
+    changes = dict(parse_override(text) for text in args.set)
+    cfg = make_config(data=args.data, overrides={"train.keep_checkpoints": 1000, **changes})
     run_dir = args.work / args.data
     train_s = None
     if not args.reuse:
@@ -85,7 +90,7 @@ def main():
         metrics.update(fid=result["fid"], kid=result["kid"], precision=result["precision"], recall=result["recall"])
     train_seconds = train_s if train_s is not None else logged["elapsed"]
     report = {
-        "benchmark": "speedrun", "data": args.data, "preset": cfg.preset, "date": now(), "machine": machine_info(),
+        "benchmark": "speedrun", "data": args.data, "preset": cfg.preset, "changes": changes, "date": now(), "machine": machine_info(),
         "training": {"steps": run.step, "seconds": round(train_seconds, 1),
                      "seconds_in_the_loop": round(logged["elapsed"], 1), "calibration": calibration,
                      "precision": read_run_json(run_dir).get("precision"), "batch_size": run.cfg.train.batch_size},
