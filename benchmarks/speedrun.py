@@ -1,8 +1,8 @@
 """Speedrun: a preset from scratch to 1,000 measured samples, as a new user runs it.
 
-Trains ``ddpm train --data NAME`` exactly as the preset stands, or as ``--set`` changes it (its time budget, measured into a
-step budget on this machine, and its precision), keeping a checkpoint every
-``train.checkpoint_every`` steps, then draws 1,000 samples (seeds 0..999) with the preset's own
+Trains ``ddpm train --data NAME`` exactly as the preset stands, or as ``--set`` changes it (its
+time budget, measured into a step budget on this machine, and its precision), keeping a
+checkpoint every ``train.checkpoint_every`` steps, then draws 1,000 samples (seeds 0..999) with the preset's own
 sampler, steps, clipping and precision from the EMA weights, and measures them: Inception FID/KID
 (MNIST) and the data set's classifier FID/KID, each beside its data-versus-data floor at n = 1,000,
 against the training split. Records the training and sampling seconds, and whether each of the
