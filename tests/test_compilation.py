@@ -12,7 +12,7 @@ from ddpm.config import make_config, parse_override, apply_overrides
 from ddpm.errors import ConfigError
 from ddpm.samplers import sample
 
-from test_trainer import make
+from test_trainer import assert_same_weights, make
 
 
 def test_compiled_training_follows_eager_resumes_exactly_and_saves_the_modules_names(tmp_path):
@@ -25,10 +25,7 @@ def test_compiled_training_follows_eager_resumes_exactly_and_saves_the_modules_n
     second = make(seed=7, run_dir=tmp_path / "b", steps=8, compile="default").resume()
     assert second.step == 3
     second.run()
-    for a, b in zip(full.model.state_dict().values(), second.model.state_dict().values()):
-        assert torch.equal(a, b)
-    for a, b in zip(full.ema.state_dict().values(), second.ema.state_dict().values()):
-        assert torch.equal(a, b)
+    assert_same_weights(full, second)
 
 
 def test_compiled_sampling_draws_the_eager_samples_and_leaves_the_network_as_it_was():
@@ -75,8 +72,7 @@ def test_cuda_graph_training_resumes_exactly_and_samples_as_eager(tmp_path):
     make(run_dir=tmp_path / "b", **common).run(max_steps=5)
     second = make(seed=7, run_dir=tmp_path / "b", **common).resume()
     second.run()
-    for a, b in zip(full.model.state_dict().values(), second.model.state_dict().values()):
-        assert torch.equal(a, b)
+    assert_same_weights(full, second)
     eager = make(steps=12, device="cuda").run()
     for a, b in zip(eager.model.state_dict().values(), full.model.state_dict().values()):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)

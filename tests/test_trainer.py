@@ -48,6 +48,14 @@ def make(seed=0, run_dir=None, clock=None, **train):
                    seed=0, clock=clock)
 
 
+def assert_same_weights(a: Trainer, b: Trainer) -> None:
+    """The two trainers hold bit-identical network and EMA weights."""
+    for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()):
+        assert torch.equal(x, y)
+    for x, y in zip(a.ema.state_dict().values(), b.ema.state_dict().values()):
+        assert torch.equal(x, y)
+
+
 def test_loss_decreases_and_metrics_are_logged(tmp_path):
     tr = make(run_dir=tmp_path, steps=300, log_every=50, lr=3e-3).run()
     losses = [r["loss"] for r in tr.history]
@@ -67,10 +75,7 @@ def test_resume_continues_exactly(tmp_path):
     second = make(seed=123, run_dir=tmp_path / "b").resume()
     assert second.step == 15
     second.run()
-    for a, b in zip(full.model.state_dict().values(), second.model.state_dict().values()):
-        assert torch.equal(a, b)
-    for a, b in zip(full.ema.state_dict().values(), second.ema.state_dict().values()):
-        assert torch.equal(a, b)
+    assert_same_weights(full, second)
 
 
 def test_checkpoints_load_without_pickle_and_rotate(tmp_path):
