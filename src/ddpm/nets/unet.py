@@ -217,14 +217,22 @@ class Downsample(nn.Module):
 
 
 class Upsample(nn.Module):
-    """Double H and W: nearest-neighbour up-sampling, then optionally a 3x3 convolution."""
+    """Double H and W: nearest-neighbour up-sampling, then optionally a 3x3 convolution.
+
+    The up-sampling is a broadcast (each pixel becomes a 2x2 block), the same numbers as
+    ``F.interpolate(x, scale_factor=2, mode="nearest")``; its gradient is a sum over each block.
+    ``F.interpolate``'s gradient is a scatter-add that ``torch.compile`` on the CPU (Inductor's C++
+    backend, PyTorch 2.13) computes after the kernel that reads it: every layer below the first
+    up-sampling then trained with a zero gradient (``tests/test_compilation.py``).
+    """
 
     def __init__(self, channels: int, with_conv: bool):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, padding=1) if with_conv else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        B, C, H, W = x.shape
+        return self.conv(x[:, :, :, None, :, None].expand(B, C, H, 2, W, 2).reshape(B, C, 2 * H, 2 * W))
 
 
 class UNetBlock(nn.Module):

@@ -27,6 +27,7 @@ from torch.profiler import record_function
 from tqdm.auto import tqdm
 
 from ..compilation import compile_network, uses_cuda_graphs
+from ..nets.diffusers_unet import DiffusersUNet
 from ..config import TrainConfig
 from ..data.base import Dataset
 from ..errors import ConfigError, RunError
@@ -79,6 +80,10 @@ class Trainer:
         if self.precision in ("bf16", "fp16") and not native(self.precision, self.device):
             warnings.warn(f"{self.precision} autocast on a {self.device.type} without native {self.precision} is much "
                           "slower than fp32: use train.precision=auto", stacklevel=2)
+        if cfg.compile != "none" and self.device.type == "cpu" and isinstance(model, DiffusersUNet):
+            raise ConfigError("train.compile on the CPU trains diffusers' U-Net with wrong gradients (Inductor in "
+                              "PyTorch 2.13 loses the gradient of its nearest up-sampling): use train.compile=none, "
+                              "or model.kind=unet, whose up-sampling compiles correctly")
         self.model = model.to(self.device)
         if cfg.channels_last and data.is_image:
             self.model = self.model.to(memory_format=torch.channels_last)
