@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ddpm.errors import ConfigError
-from ddpm.nets.unet import UNET_PRESETS, SelfAttention, UNet, WeightStandardizedConv2d, build_unet
+from ddpm.nets.unet import UNET_PRESETS, SelfAttention, UNet, Upsample, WeightStandardizedConv2d, build_unet
 
 PRESET_INPUTS = {"tiny": (1, 8, 8), "small": (1, 28, 28), "digits": (1, 8, 8)}
 
@@ -187,6 +187,17 @@ def test_attention_matches_its_formula(memory_format, num_heads):
     for module, h in ((attn, full), (linear, efficient)):
         expected = x + attn.proj_out(h.reshape(2, 8, 3, 5))
         torch.testing.assert_close(module(x), expected, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_upsampling_is_nearest_neighbour_interpolation(memory_format):
+    up = Upsample(3, with_conv=False)
+    x = torch.randn(2, 3, 5, 7).contiguous(memory_format=memory_format).requires_grad_()
+    y = up(x)
+    assert torch.equal(y, F.interpolate(x, scale_factor=2.0, mode="nearest"))
+    g = torch.randn_like(y)
+    y.backward(g)  # each input pixel receives the sum of its 2x2 block's gradients
+    torch.testing.assert_close(x.grad, F.avg_pool2d(g, 2) * 4)
 
 
 def test_weight_standardized_conv_ignores_the_scale_and_offset_of_each_filter():

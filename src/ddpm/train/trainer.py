@@ -27,10 +27,10 @@ from torch.profiler import record_function
 from tqdm.auto import tqdm
 
 from ..compilation import compile_network, uses_cuda_graphs
-from ..nets.diffusers_unet import DiffusersUNet
 from ..config import TrainConfig
 from ..data.base import Dataset
 from ..errors import ConfigError, RunError
+from ..nets.diffusers_unet import DiffusersUNet
 from ..precision import autocast, native, resolve_precision
 from ..validate import check_train
 from . import checkpoint as ckpt
