@@ -86,7 +86,7 @@ class TrainConfig:
     min_lr: float = 0.0
     grad_clip: float | None = 1.0
     label_dropout: float | None = None  #: class-conditional runs: share of labels dropped for guidance (None: 0.1)
-    timestep_sampling: str = "uniform"  #: uniform | importance (iDDPM sec. 3.3, for diffusion.loss=vlb)
+    timestep_sampling: str = "uniform"  #: uniform | importance (iDDPM sec. 3.3, for diffusion.loss=vlb) | edm (EDM's noise levels and weighting)
     max_nonfinite: int = 10  #: steps in a row with a non-finite loss or gradient (each skipped) before the run stops
     adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  #: Adam's (beta1, beta2)
     ema_decay: float = 0.999

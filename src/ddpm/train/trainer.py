@@ -116,7 +116,7 @@ class Trainer:
         self.step_budget = None if cfg.minutes is not None else cfg.steps
         self.budget_minutes, self.seconds_per_step = None, None
         self.nonfinite_in_a_row = 0
-        self.timesteps = make_timestep_sampler(cfg.timestep_sampling, process.num_timesteps)
+        self.timesteps = make_timestep_sampler(cfg.timestep_sampling, process)
         self.history: list[dict] = []
         self._stop_requested = False
         self.writer = self._tensorboard() if cfg.tensorboard and self.run_dir and self.dist.is_main else None
