@@ -14,6 +14,7 @@ from test_trainer import make
 
 
 def sigmas(process) -> torch.Tensor:
+    """sigma_t = sqrt((1 - alpha-bar_t) / alpha-bar_t), from alpha-bar itself."""
     a = torch.tensor(process.alphas_cumprod, dtype=torch.float64)
     return ((1 - a) / a).sqrt()
 

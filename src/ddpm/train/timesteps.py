@@ -13,15 +13,8 @@ from ..errors import ConfigError
 TIMESTEP_SAMPLING = ("uniform", "importance", "edm")
 
 
-class UniformTimesteps:
-    """t ~ Uniform{0..T-1}, weight 1."""
-
-    def __init__(self, num_timesteps: int):
-        self.num_timesteps = num_timesteps
-
-    def sample(self, n: int, device, generator: torch.Generator):
-        t = torch.randint(0, self.num_timesteps, (n,), generator=generator).to(device)
-        return t, None
+class FixedTimesteps:
+    """A distribution of t that training does not change: no history, nothing to checkpoint."""
 
     def update(self, t: torch.Tensor, losses: torch.Tensor, dist_info) -> None:
         pass
@@ -31,6 +24,17 @@ class UniformTimesteps:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+class UniformTimesteps(FixedTimesteps):
+    """t ~ Uniform{0..T-1}, weight 1."""
+
+    def __init__(self, num_timesteps: int):
+        self.num_timesteps = num_timesteps
+
+    def sample(self, n: int, device, generator: torch.Generator):
+        t = torch.randint(0, self.num_timesteps, (n,), generator=generator).to(device)
+        return t, None
 
 
 class ImportanceTimesteps:
@@ -85,7 +89,7 @@ class ImportanceTimesteps:
         self.count.copy_(state["timesteps.count"])
 
 
-class EDMTimesteps:
+class EDMTimesteps(FixedTimesteps):
     """EDM's training noise levels and loss weighting (Karras et al. 2022, Table 1 and eq. 2) on
     the chain's steps.
 
@@ -109,15 +113,13 @@ class EDMTimesteps:
         if process.variance == "learned_range" or process.loss == "vlb" or process.min_snr_gamma is not None:
             raise ConfigError("train.timestep_sampling=edm weights L_simple by EDM's rule: leave diffusion.min_snr_gamma "
                               "unset and use a fixed diffusion.variance with an l2, l1 or huber diffusion.loss")
-        alpha_bar = torch.tensor(process.alphas_cumprod, dtype=torch.float64)
-        sigma2 = (1 - alpha_bar) / alpha_bar
-        log_sigma = 0.5 * sigma2.log()
+        log_sigma = torch.tensor(process.log_sigmas, dtype=torch.float64)
         inf = torch.tensor([math.inf], dtype=torch.float64)
         edges = torch.cat([-inf, (log_sigma[1:] + log_sigma[:-1]) / 2, inf])
         cdf = torch.special.ndtr((edges - self.P_MEAN) / self.P_STD)
         #: the probability of drawing each step
         self.p = cdf[1:] - cdf[:-1]
-        sigma2 = sigma2.clamp(max=self.SIGMA_MAX**2)
+        sigma2 = (2 * log_sigma).exp().clamp(max=self.SIGMA_MAX**2)
         lam = (sigma2 + self.SIGMA_DATA**2) / (sigma2 * self.SIGMA_DATA**2)
         per_target = {"eps": sigma2, "x0": torch.ones_like(sigma2), "v": sigma2 / (1 + sigma2)}[process.target]
         w = lam * per_target
@@ -127,15 +129,6 @@ class EDMTimesteps:
     def sample(self, n: int, device, generator: torch.Generator):
         t = torch.multinomial(self.p, n, replacement=True, generator=generator)
         return t.to(device), self.weights[t].float().to(device)
-
-    def update(self, t: torch.Tensor, losses: torch.Tensor, dist_info) -> None:
-        pass
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
 
 
 def make_timestep_sampler(name: str, process):
