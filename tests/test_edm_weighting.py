@@ -10,7 +10,7 @@ from ddpm.errors import ConfigError
 from ddpm.schedules import make_betas
 from ddpm.train.timesteps import EDMTimesteps
 
-from test_trainer import make
+from test_trainer import assert_same_weights, make
 
 
 def sigmas(process) -> torch.Tensor:
@@ -63,8 +63,7 @@ def test_training_with_edm_weighting_runs_and_resumes_exactly(tmp_path):
     make(run_dir=tmp_path / "b", steps=30, timestep_sampling="edm").run(max_steps=12)
     second = make(seed=5, run_dir=tmp_path / "b", steps=30, timestep_sampling="edm").resume()
     second.run()
-    for x, y in zip(full.model.state_dict().values(), second.model.state_dict().values()):
-        assert torch.equal(x, y)
+    assert_same_weights(full, second)
 
 
 @pytest.mark.parametrize("options", [dict(variance="learned_range"), dict(loss="vlb", variance="learned_range"),
