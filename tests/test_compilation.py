@@ -3,11 +3,16 @@ PyTorch up to floating-point order, exact resume, checkpoints under the module's
 On the CPU the modes compile with Inductor's C++ backend; CUDA graphs (reduce-overhead) need a
 GPU and are measured by benchmarks/train_throughput.py."""
 
+import os
+import subprocess
+import sys
+import tempfile
+
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from ddpm.compilation import COMPILE_MODES, Compiled, compile_network, uses_cuda_graphs
+from ddpm.compilation import COMPILE_MODES, Compiled, compile_network, resolve_compile, uses_cuda_graphs
 from ddpm.config import make_config, parse_override, apply_overrides
 from ddpm.errors import ConfigError
 from ddpm.nets.unet import build_unet
@@ -52,6 +57,19 @@ def test_compiled_unet_gets_the_eager_gradients_on_the_cpu_in_bf16():
     assert (compiled - eager).norm() < 0.02 * eager.norm()  # bf16 rounding: measured 0.003
 
 
+def test_a_network_compiled_at_a_second_image_size_compiles_anew():
+    """Regression: a U-Net compiled after one of another image size in the same process (a test
+    suite, a notebook) was recompiled with dynamic sizes, which Inductor's CPU backend failed to
+    lower ("cannot determine truth value of Relational"); compilation now keeps shapes static."""
+    for side in (7, 12):
+        torch.manual_seed(0)
+        net = build_unet("digits", 1, base_channels=16, channel_mults=(1, 2), num_res_blocks=1, attention_resolutions=(4,))
+        x, t = torch.randn(4, 1, side, side), torch.randint(0, 1000, (4,)).float()
+        with autocast("bf16", torch.device("cpu")):
+            compile_network(net, "default")(x, t).float().square().mean().backward()
+        assert all(p.grad is not None for p in net.parameters())
+
+
 def test_compiled_sampling_draws_the_eager_samples_and_leaves_the_network_as_it_was():
     tr = make(steps=5).run()
     net = tr.ema
@@ -74,9 +92,37 @@ def test_modes_and_old_boolean_configs():
                        ("train.compile=reduce-overhead", "reduce-overhead")):
         apply_overrides(cfg, dict([parse_override(text)]))
         assert cfg.train.compile == mode
-    assert set(COMPILE_MODES) == {"none", "default", "reduce-overhead", "max-autotune"}
+    assert set(COMPILE_MODES) == {"none", "auto", "default", "reduce-overhead", "max-autotune"}
+    for mode in ("fast", "auto"):  # auto is resolved for a device before anything compiles
+        with pytest.raises(ConfigError, match=f"compile mode '{mode}'"):
+            compile_network(torch.nn.Linear(2, 2), mode)
+
+
+def test_auto_is_the_fastest_mode_that_is_safe_where_the_run_is():
+    from ddpm.nets.diffusers_unet import DiffusersUNet
+    assert resolve_compile("auto", "cuda") == "reduce-overhead"
+    assert resolve_compile("auto", "cuda", distributed=True) == resolve_compile("auto", "cpu", distributed=True) == "none"
+    assert resolve_compile("auto", "mps") == "none"
+    assert resolve_compile("auto", "cpu") == "default"  # this machine has Inductor's toolchain (the tests above use it)
+    assert resolve_compile("auto", "cpu", torch.nn.Linear(2, 2)) == "default"
+    diffusers = DiffusersUNet.__new__(DiffusersUNet)  # its type is all that counts: no network is built
+    assert resolve_compile("auto", "cpu", diffusers) == "none" and resolve_compile("auto", "cuda", diffusers) != "none"
+    for mode in ("none", "default", "reduce-overhead", "max-autotune"):
+        assert resolve_compile(mode, "cpu") == mode
     with pytest.raises(ConfigError, match="compile mode 'fast'"):
-        compile_network(torch.nn.Linear(2, 2), "fast")
+        resolve_compile("fast", "cpu")
+
+
+def test_auto_without_a_cpp_compiler_runs_eagerly_and_says_how_to_compile():
+    """No C++ compiler (CXX names none): the trial compilation fails, auto means eager, one warning."""
+    code = ("import warnings; warnings.simplefilter('always'); from ddpm.compilation import resolve_compile;"
+            "print(resolve_compile('auto', 'cpu'), resolve_compile('auto', 'cpu'))")
+    env = {**os.environ, "CXX": "/nonexistent/g++", "TORCHINDUCTOR_CACHE_DIR": tempfile.mkdtemp()}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["none", "none"]
+    assert r.stderr.count("compile=auto: torch.compile does not work on this CPU") == 1
+    assert "C++ compiler" in r.stderr
 
 
 @pytest.mark.parametrize("section", ["train", "sample"])

@@ -9,6 +9,7 @@ import torch
 
 import ddpm
 from ddpm.cli import main
+from ddpm.compilation import resolve_compile
 from ddpm.config import TrainConfig, make_config
 from ddpm.data.images import load_image_data
 from ddpm.diffusion import GaussianDiffusion
@@ -111,13 +112,14 @@ def test_image_sample_is_batch_independent(digits):
 
 @pytest.mark.parametrize("data", ["digits", "mnist"])
 def test_the_image_presets_train_and_sample_as_they_stand(data, tmp_path):
-    """The presets' own network, precision ("auto"), sampler and sampling batch, for three steps:
+    """The presets' own network, precision and compile mode ("auto"), sampler and sampling batch, for three steps:
     quality is measured by benchmarks/speedrun.py, never here."""
     out = tmp_path / data
     assert main(["train", "--data", data, "--out", str(out), "--steps", "3", "--quiet", "--set", "sample.n=6"]) == 0
     cfg = make_config(data=data)
     meta = json.loads((out / "run.json").read_text())
     assert meta["precision"] == resolve_precision(cfg.train.precision, torch.device("cpu"))
+    assert meta["compile"] == resolve_compile(cfg.train.compile, "cpu")
     x = np.load(out / "samples.npz")["arr_0"]
     assert x.shape == (6, *{"digits": (8, 8, 1), "mnist": (28, 28, 1)}[data]) and x.dtype == np.uint8
 

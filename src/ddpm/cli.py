@@ -419,8 +419,8 @@ def _sampler_arguments(p: argparse.ArgumentParser) -> None:
                    help="the network's: fp32, autocast bf16/fp16, or auto = bf16 where the device has it natively "
                         "(default: the run's sample.precision)")
     p.add_argument("--compile", choices=COMPILE_MODES,
-                   help="torch.compile the network: reduce-overhead replays CUDA graphs, one launch per call "
-                        "(default: the run's sample.compile)")
+                   help="torch.compile the network: reduce-overhead replays CUDA graphs, one launch per call; auto "
+                        "= the fastest that works on the device (default: the run's sample.compile)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -48,7 +48,8 @@ def sampling_options(cfg: Config, sampler=None, steps=None, spacing=None, eta=No
                      device="cpu", compile=None) -> dict:
     """The run's sampler settings with any given overrides: sampler, steps, spacing, eta, churn,
     precision, compile (the names of :func:`ddpm.samplers.sample`); the spacing resolved to the
-    sampler's own default and the precision to the one ``device`` runs."""
+    sampler's own default, the precision and the compile mode to the ones ``device`` runs."""
+    from .compilation import resolve_compile
     from .precision import resolve_precision
     from .samplers import SAMPLERS, resolve_sampler
 
@@ -57,7 +58,8 @@ def sampling_options(cfg: Config, sampler=None, steps=None, spacing=None, eta=No
     spacing = spacing or (s.spacing if sampler in (None, s.sampler) else None) or SAMPLERS[name][1]
     return {"sampler": name, "steps": steps if steps is not None else s.steps, "spacing": spacing,
             "eta": s.eta if eta is None else eta, "churn": s.churn if churn is None else churn,
-            "precision": resolve_precision(precision or s.precision, device), "compile": compile or s.compile}
+            "precision": resolve_precision(precision or s.precision, device),
+            "compile": resolve_compile(compile or s.compile, device)}
 
 
 def clip_denoised(cfg: Config, is_image: bool) -> bool | float:
@@ -279,10 +281,12 @@ def train(cfg: Config, run_dir, resume: bool = False, progress: bool = True) -> 
     if state == "resumable":
         trainer.resume()  # verified, and matched to the network, before anything is written
     meta["precision"] = trainer.precision  # train.precision as resolved on this device
+    meta["compile"] = trainer.compile_mode  # train.compile as resolved for this run
     if trainer.dist.is_main:
         if progress:
             n_params = sum(p.numel() for p in model.parameters())
-            print(f"{type(model).__name__} with {n_params:,} parameters on {trainer.device} ({trainer.precision}), "
+            print(f"{type(model).__name__} with {n_params:,} parameters on {trainer.device} ({trainer.precision}"
+                  f"{'' if trainer.compile_mode == 'none' else ', compiled: ' + trainer.compile_mode}), "
                   f"{len(data):,} examples of shape {tuple(data.shape)}, T={cfg.diffusion.T} -> {run_dir}", flush=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.toml")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..compilation import Compiled
+from ..compilation import Compiled, resolve_compile
 from ..diffusion import GaussianDiffusion
 from ..errors import ConfigError
 from ..precision import Autocast, resolve_precision
@@ -152,12 +152,14 @@ def sample(
         precision: the network's: ``fp32``, or autocast ``bf16``/``fp16``, or ``auto`` (bf16 where the
             device has it natively, :mod:`ddpm.precision`); the samplers' arithmetic stays float64.
         compile: ``torch.compile`` of the network: ``none``, ``default``, ``reduce-overhead`` (CUDA
-            graphs: one launch per network call) or ``max-autotune`` (:mod:`ddpm.compilation`).
+            graphs: one launch per network call), ``max-autotune``, or ``auto`` (the fastest that
+            works on ``device``: :func:`ddpm.compilation.resolve_compile`).
         return_trajectory: also return every state, x_T first.
     """
     sampler, fn, spacing, kwargs = _check(sampler, spacing, eta, churn, clip_denoised)
     device = _device(model, device)
     precision = resolve_precision(precision, device)
+    compile = resolve_compile(compile, device)
     if precision != "fp32":
         model = Autocast(model, precision)
     if compile != "none":

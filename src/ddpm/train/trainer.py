@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.profiler import record_function
 from tqdm.auto import tqdm
 
-from ..compilation import compile_network, uses_cuda_graphs
+from ..compilation import compile_network, resolve_compile, uses_cuda_graphs
 from ..config import TrainConfig
 from ..data.base import Dataset
 from ..errors import ConfigError, RunError
@@ -80,7 +80,9 @@ class Trainer:
         if self.precision in ("bf16", "fp16") and not native(self.precision, self.device):
             warnings.warn(f"{self.precision} autocast on a {self.device.type} without native {self.precision} is much "
                           "slower than fp32: use train.precision=auto", stacklevel=2)
-        if cfg.compile != "none" and self.device.type == "cpu" and isinstance(model, DiffusersUNet):
+        #: the compile mode trained in: train.compile with "auto" resolved for this run
+        self.compile_mode = resolve_compile(cfg.compile, self.device, model, self.dist.enabled)
+        if self.compile_mode != "none" and self.device.type == "cpu" and isinstance(model, DiffusersUNet):
             raise ConfigError("train.compile on the CPU trains diffusers' U-Net with wrong gradients (Inductor in "
                               "PyTorch 2.13 loses the gradient of its nearest up-sampling): use train.compile=none, "
                               "or model.kind=unet, whose up-sampling compiles correctly")
@@ -92,8 +94,8 @@ class Trainer:
         if self.dist.enabled:
             net = DistributedDataParallel(net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
             self.ema.load_state_dict(self.model.state_dict())  # rank 0's weights, as DDP broadcast them
-        self.net = compile_network(net, cfg.compile)
-        self.cuda_graphs = uses_cuda_graphs(cfg.compile, self.device)
+        self.net = compile_network(net, self.compile_mode)
+        self.cuda_graphs = uses_cuda_graphs(self.compile_mode, self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.ema_params = [e for e, p in zip(self.ema.parameters(), self.model.parameters()) if p.requires_grad]
         self.buffer_pairs = list(zip(self.ema.buffers(), self.model.buffers()))
