@@ -10,8 +10,11 @@ preset's targets was met. Writes JSON.
 
     python benchmarks/speedrun.py --data mnist      # 30 + ~5 minutes on 2 CPU cores
     python benchmarks/speedrun.py --data digits     # 5 + ~1 minutes
+    python benchmarks/speedrun.py --data mnist --set train.compile=none --set sample.compile=none \\
+        --out benchmarks/results/speedrun_mnist_eager.json   # the preset before compile=auto
     python benchmarks/speedrun.py --data mnist --set train.compile=default --set sample.compile=default \\
-        --work benchmarks/out/speedrun_compiled --out benchmarks/results/speedrun_mnist_compiled.json
+        --set diffusion.min_snr_gamma=5 --work benchmarks/out/speedrun_minsnr \\
+        --out benchmarks/results/speedrun_mnist_compiled_minsnr5.json   # a lever, as the preset runs
     python benchmarks/image_time_to_quality.py --data mnist --reuse --work benchmarks/out/speedrun \\
         --out benchmarks/results/image_time_to_quality.json   # the curve of its checkpoints
 """
@@ -93,7 +96,8 @@ def main():
         "benchmark": "speedrun", "data": args.data, "preset": cfg.preset, "changes": changes, "date": now(), "machine": machine_info(),
         "training": {"steps": run.step, "seconds": round(train_seconds, 1),
                      "seconds_in_the_loop": round(logged["elapsed"], 1), "calibration": calibration,
-                     "precision": read_run_json(run_dir).get("precision"), "batch_size": run.cfg.train.batch_size},
+                     "precision": read_run_json(run_dir).get("precision"), "compile": read_run_json(run_dir).get("compile"),
+                     "batch_size": run.cfg.train.batch_size},
         "sampling": {"n": args.n, "seconds": round(sample_s, 1), "seeds": f"0..{args.n - 1}", "weights": "ema",
                      "clip_denoised": True, **options},
         "protocol": {k: v for k, v in result["protocol"].items() if k in ("n", "data", "reference_split",

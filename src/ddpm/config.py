@@ -185,7 +185,10 @@ PRESETS: dict[str, dict] = {
     #   Python's headers, else the network runs eagerly): 1.36x the training and 1.49x the sampling
     #   throughput of eager bf16 on 2 cores (benchmarks/results/train_throughput_mnist_cpu.json);
     #   the 30-minute run then holds 6,402 steps instead of 5,362, and classifier FID fell from
-    #   11.8 to 7.7 (speedrun_mnist.json, speedrun_mnist_compiled.json);
+    #   11.8 to 7.7 (speedrun_mnist_eager.json, speedrun_mnist_compiled.json);
+    # - the eps target, uniform t, no loss weighting, lr 1e-3: at 6,402 steps the v target, EDM's
+    #   weighting with v, Min-SNR-5 and lr 2e-3 each scored worse in Inception or classifier FID
+    #   (benchmarks/results/ablations_mnist_h100.json, docs/ablations.md);
     # - sampling: 100 ancestral steps with beta-tilde. On the 3,865-step model of this preset in
     #   fp32 they gave Inception FID 10.1 where DDIM-100 gave 22.0 and DPM-Solver++ at 10-100 steps
     #   20-21 (benchmarks/results/quality_vs_steps_mnist.json); in bf16 10.9, with 1,000 samples
