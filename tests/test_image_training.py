@@ -140,7 +140,8 @@ def test_image_run_directory(image_run):
         assert (image_run / name).is_file(), name
     meta = json.loads((image_run / "run.json").read_text())
     assert meta == {"shape": [1, 8, 8], "num_classes": 10, "ddpm_version": ddpm.__version__, "run_format": 1,
-                    "precision": resolve_precision(make_config(data="digits").train.precision, torch.device("cpu"))}
+                    "precision": resolve_precision(make_config(data="digits").train.precision, torch.device("cpu")),
+                    "compile": "none"}
 
 
 def test_image_sampling_outputs(image_run, tmp_path):
