@@ -36,7 +36,7 @@ class Timed(torch.nn.Module):
         return self.net(x, t)
 
 
-def make(seed=0, run_dir=None, clock=None, **train):
+def make(seed=0, run_dir=None, clock=None, started=None, **train):
     torch.manual_seed(seed)
     cfg = TrainConfig(**{"steps": 40, "batch_size": 32, "lr": 1e-3, "warmup": 5, "log_every": 10,
                          "progress": False, **train})
@@ -45,7 +45,7 @@ def make(seed=0, run_dir=None, clock=None, **train):
     if clock is None:
         return Trainer(GaussianDiffusion(make_betas("linear", 50)), net, data, cfg, run_dir=run_dir, seed=0)
     return Trainer(GaussianDiffusion(make_betas("linear", 50)), Timed(net, clock), data, cfg, run_dir=run_dir,
-                   seed=0, clock=clock)
+                   seed=0, clock=clock, started=started)
 
 
 def assert_same_weights(a: Trainer, b: Trainer) -> None:
@@ -147,6 +147,16 @@ def test_time_budget_becomes_a_recorded_step_budget(tmp_path):
     assert tr.optimizer.param_groups[0]["lr"] < 0.01
     assert latest_checkpoint(tmp_path).name == f"step_{tr.step:08d}"
     assert (tmp_path / "model.safetensors").is_file()
+
+
+def test_setup_time_counts_against_the_time_budget():
+    # the command began 6 s before the first step: calibration (10.5 s) leaves 13.5 s of the 30,
+    # which hold int(0.95 * 13.5 / 0.5) = 25 steps; a second run() adds no setup time again
+    tr = make(steps=10**7, minutes=0.5, clock=FakeClock(0.5), started=-6.0)
+    tr.run(max_steps=10)
+    assert tr.step_budget == 25 and tr.step == 10 and tr.elapsed == pytest.approx(6.0 + 10.5 + 10 * 0.5)
+    tr.run()
+    assert tr.step == 25 and tr.elapsed == pytest.approx(6.0 + 10.5 + 25 * 0.5)
 
 
 def test_a_slower_machine_still_stops_on_time(tmp_path):

@@ -435,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(p)
     p.add_argument("--out", type=Path, help="run directory (default: runs/DATA)")
     p.add_argument("--steps", type=int, help="optimizer steps (train.steps)")
-    p.add_argument("--minutes", type=float, help="wall-clock budget in minutes (train.minutes)")
+    p.add_argument("--minutes", type=float, help="wall-clock budget in minutes, from the start to the last step (train.minutes)")
     p.add_argument("--conditional", action="store_true",
                    help="condition on the data's class labels, dropping 10%% of them for classifier-free guidance "
                         "(model.class_conditional=true, train.label_dropout)")

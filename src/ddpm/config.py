@@ -75,7 +75,9 @@ class DiffusionConfig:
 @dataclass
 class TrainConfig:
     steps: int = 10000  #: optimizer steps (the schedule of the learning rate spans them)
-    minutes: float | None = None  #: wall-clock budget: measured once into a step budget (recorded), then a time limit
+    #: wall-clock budget from the command's start to its last step (the closing pictures follow):
+    #: measured once into a step budget (recorded), then a time limit
+    minutes: float | None = None
     batch_size: int = 128  #: per process and micro-batch
     grad_accum: int = 1
     lr: float = 1e-3

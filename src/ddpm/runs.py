@@ -8,6 +8,7 @@ These functions are what the command line calls; they are as usable from a noteb
 
 import json
 import os
+import time
 import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -249,6 +250,7 @@ def train(cfg: Config, run_dir, resume: bool = False, progress: bool = True) -> 
 
     Everything is checked before anything is written: the configuration, the data, one forward
     pass of the network, and on resume the checkpoint itself."""
+    began = time.perf_counter()  # train.minutes counts from here
     run_dir = Path(run_dir)
     validate(cfg)
     state = run_state(run_dir)
@@ -277,7 +279,7 @@ def train(cfg: Config, run_dir, resume: bool = False, progress: bool = True) -> 
     trainer = Trainer(process, model, data, replace(cfg.train, progress=cfg.train.progress and progress),
                       run_dir=run_dir, seed=cfg.seed, class_conditional=cfg.model.class_conditional,
                       weights_metadata=meta, on_snapshot=lambda tr, step: _snapshot(cfg, tr, data, step),
-                      on_evaluate=lambda tr, step: evaluate_during_training(cfg, tr, data))
+                      on_evaluate=lambda tr, step: evaluate_during_training(cfg, tr, data), started=began)
     if state == "resumable":
         trainer.resume()  # verified, and matched to the network, before anything is written
     meta["precision"] = trainer.precision  # train.precision as resolved on this device

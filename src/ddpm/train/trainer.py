@@ -59,13 +59,16 @@ class Trainer:
 
     def __init__(self, process, model, data: Dataset, cfg: TrainConfig | None = None, *, run_dir=None, seed: int = 0,
                  class_conditional: bool = False, on_snapshot=None, on_evaluate=None,
-                 weights_metadata: dict | None = None, clock=time.perf_counter):
+                 weights_metadata: dict | None = None, clock=time.perf_counter, started: float | None = None):
         self.cfg = cfg = cfg or TrainConfig()
         check_train(cfg)
         self.process, self.data, self.seed = process, data, seed
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.on_snapshot, self.weights_metadata = on_snapshot, weights_metadata or {}
         self.on_evaluate, self.now = on_evaluate, clock
+        #: the clock's reading when the command began: its setup (data, network, compilation trial)
+        #: counts against ``cfg.minutes`` too, in the first :meth:`run`
+        self.started = started
         self.class_conditional = class_conditional
         #: the share of examples trained with the "no label" class (Ho & Salimans 2022, Algorithm 1)
         self.label_dropout = (0.1 if cfg.label_dropout is None else cfg.label_dropout) if class_conditional else 0.0
@@ -250,7 +253,10 @@ class Trainer:
         spent; ``max_steps`` stops this call earlier (with a checkpoint, as an interruption would),
         to be continued by another ``run``."""
         cfg = self.cfg
-        run_start, elapsed_before = self.now(), self.elapsed  # calibration time counts against the budget
+        # setup (the first call's) and calibration time count against the budget
+        run_start, elapsed_before = self.now() if self.started is None else self.started, self.elapsed
+        self.started = None
+        self.elapsed = elapsed_before + self.now() - run_start
         if self.step_budget is None or (cfg.minutes is not None and cfg.minutes != self.budget_minutes):
             self.calibrate()
         stop_at = self.step_budget if max_steps is None else min(self.step_budget, self.step + max_steps)
