@@ -13,7 +13,7 @@ from ddpm.samplers import ClassifierFreeGuidance, sample
 from ddpm.schedules import make_betas
 from ddpm.train.trainer import Trainer
 
-SAMPLERS = ("ancestral", "ddim", "dpm++2m", "euler", "heun")
+SAMPLERS = ("ancestral", "ddim", "dpm++2m", "dpm++3m", "euler", "heun")
 
 
 @pytest.fixture

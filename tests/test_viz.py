@@ -36,7 +36,7 @@ def test_every_step_count_visits_distinct_steps(T):
     from ddpm.samplers import sigma_grid
 
     process = GaussianDiffusion(make_betas("linear", T=T))
-    for spacing in ("linspace", "leading", "trailing", "karras"):
+    for spacing in ("linspace", "leading", "trailing", "karras", "logsnr"):
         for S in sorted({1, 2, 3, T // 2, T - 1, T} - {0}):
             sigmas = sigma_grid(process, S, spacing)
             assert len(sigmas) == S + 1 and np.all(np.diff(sigmas) < 0), (spacing, S)

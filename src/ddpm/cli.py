@@ -411,7 +411,7 @@ def _sampler_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="sampling steps (default: the run's; Heun evaluates the network "
                                              "2 steps - 1 times)")
     p.add_argument("--spacing", choices=get_args(Spacing),
-                   help="where the steps lie (default: the run's; karras for dpm++2m/euler/heun, else linspace)")
+                   help="where the steps lie (default: the run's; karras for dpm++2m/dpm++3m/euler/heun, else linspace)")
     p.add_argument("--eta", type=float, help="noise of DDIM and DPM-Solver++: 0 = deterministic (ODE), 1 = as much as the "
                                          "reverse SDE (default: the run's)")
     p.add_argument("--churn", type=float, help="EDM's S_churn for euler/heun, 0 = deterministic (default: the run's)")

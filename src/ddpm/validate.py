@@ -175,13 +175,14 @@ def _check_device(field: str, name: str) -> None:
 
 def check_sample(s, T: int) -> None:
     from .samplers import Sampler, Spacing
+    from .samplers.grid import BETWEEN_STEPS
 
     _choice("sample.sampler", s.sampler, get_args(Sampler))
     if s.steps is not None and not 1 <= s.steps <= T:
         _fail("sample.steps", s.steps, f"sampling takes 1..{T} steps (diffusion.T={T}), or none for all")
     if s.spacing is not None:
         _choice("sample.spacing", s.spacing, get_args(Spacing))
-        if s.sampler == "ancestral" and s.spacing == "karras":
+        if s.sampler == "ancestral" and s.spacing in BETWEEN_STEPS:
             _fail("sample.spacing", s.spacing, "ancestral sampling runs on the chain's own steps: use linspace, "
                   "leading or trailing")
     if not (math.isfinite(s.eta) and s.eta >= 0):

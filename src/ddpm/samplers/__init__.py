@@ -24,30 +24,31 @@ from ..errors import ConfigError
 from ..precision import Autocast, resolve_precision
 from .ancestral import p_sample, sample_ancestral
 from .ddim import sample_ddim
-from .dpm_solver import sample_dpmpp_2m
-from .grid import Spacing, paper_steps, sigma_grid
+from .dpm_solver import sample_dpmpp_2m, sample_dpmpp_3m
+from .grid import BETWEEN_STEPS, Spacing, paper_steps, sigma_grid
 from .guidance import ClassifierFreeGuidance
 from .karras import karras_sigmas, sample_euler, sample_heun
 from .loop import alpha_of
 from .noise import PerSampleNoise
 
-Sampler = Literal["ancestral", "ddim", "dpm++2m", "dpm++", "euler", "heun"]
+Sampler = Literal["ancestral", "ddim", "dpm++2m", "dpm++", "dpm++3m", "euler", "heun"]
 
 #: name -> (function, its default spacing, options it takes)
 SAMPLERS = {
     "ancestral": (sample_ancestral, "linspace", ()),
     "ddim": (sample_ddim, "linspace", ("eta",)),
     "dpm++2m": (sample_dpmpp_2m, "karras", ("eta",)),
+    "dpm++3m": (sample_dpmpp_3m, "karras", ("eta",)),
     "euler": (sample_euler, "karras", ("churn",)),
     "heun": (sample_heun, "karras", ("churn",)),
 }
 ALIASES = {"dpm++": "dpm++2m"}
 #: samplers that are deterministic given x_T (with their default options) and so invertible
-DETERMINISTIC = ("ddim", "dpm++2m", "euler", "heun")
+DETERMINISTIC = ("ddim", "dpm++2m", "dpm++3m", "euler", "heun")
 
 __all__ = ["sample", "invert", "SampleOutput", "p_sample", "sample_ancestral", "sample_ddim", "sample_dpmpp_2m",
-           "sample_euler", "sample_heun", "karras_sigmas", "sigma_grid", "PerSampleNoise", "Sampler", "Spacing",
-           "SAMPLERS", "resolve_sampler", "network_evaluations", "ClassifierFreeGuidance"]
+           "sample_dpmpp_3m", "sample_euler", "sample_heun", "karras_sigmas", "sigma_grid", "PerSampleNoise", "Sampler",
+           "Spacing", "SAMPLERS", "resolve_sampler", "network_evaluations", "ClassifierFreeGuidance"]
 
 
 @dataclass
@@ -91,7 +92,7 @@ def _check(sampler, spacing, eta, churn, clip_denoised, invertible=False) -> tup
     spacing = spacing or default_spacing
     if spacing not in get_args(Spacing):
         raise ConfigError(f"unknown spacing {spacing!r}: choose one of {', '.join(get_args(Spacing))}")
-    if sampler == "ancestral" and spacing == "karras":
+    if sampler == "ancestral" and spacing in BETWEEN_STEPS:
         raise ConfigError("ancestral sampling runs on the chain's own steps: use a linspace, leading or trailing spacing")
     if not eta >= 0:
         raise ConfigError(f"eta must be >= 0, got {eta}")
@@ -134,12 +135,14 @@ def sample(
     Args:
         sampler: ``ancestral`` (DDPM Algorithm 2), ``ddim`` (with ``eta``; 0 is deterministic),
             ``dpm++2m`` (alias ``dpm++``; DPM-Solver++(2M), with ``eta``: 0 solves the ODE, 1 the
-            SDE), ``euler`` or ``heun`` (EDM, with ``churn``).
+            SDE), ``dpm++3m`` (its third-order multistep sibling, with ``eta``), ``euler`` or
+            ``heun`` (EDM, with ``churn``).
         steps: number of steps; None uses every step of the chain. Heun takes two network
             evaluations per step but the last (see ``SampleOutput.nfe``).
-        spacing: where the steps lie: ``linspace`` (from T-1 down to 0), ``leading``, ``trailing``
-            or ``karras`` (EDM's); None: the sampler's own default, ``karras`` for DPM-Solver++
-            (measured best at few steps), Euler and Heun, else ``linspace``.
+        spacing: where the steps lie: ``linspace`` (from T-1 down to 0), ``leading``, ``trailing``,
+            ``karras`` (EDM's) or ``logsnr`` (even in log-SNR); None: the sampler's own default,
+            ``karras`` for DPM-Solver++ (measured best at few steps), Euler and Heun, else
+            ``linspace``.
         clip_denoised: clip the predicted x_0 to [-1, 1] at every step (bounded data); or a
             quantile p in (0, 1): Imagen's dynamic thresholding at that quantile of |x_0|.
         labels: class label per sample, passed to the network as ``y``.
