@@ -56,19 +56,19 @@ INCEPTION_TARGETS = {("fixed", "ancestral", 1000), ("fixed", "ancestral", 100), 
 
 def configurations(T: int, learned: bool, max_nfe: int = max(NFES)) -> list[tuple[str, str, int, str | None, float]]:
     """(model, sampler, steps, spacing, eta): every sampler at every NFE up to T with its default
-    spacing (None; Heun: the steps whose 2 n - 1 evaluations are nearest) and eta 0; DPM-Solver++
-    also with the linspace and trailing spacings at 10 and 20, and as the SDE solver (eta 1) at
+    spacing (None; Heun: the steps whose 2 n - 1 evaluations are nearest) and eta 0; DPM-Solver++(2M)
+    also with the linspace, trailing and logsnr spacings at 10 and 20, and as the SDE solver (eta 1) at
     every NFE; ancestral also with beta_t (fixed_large); the learned-variance model by ancestral
     sampling, DDIM and DPM-Solver++."""
     nfes = sorted({n for n in NFES if n <= min(T, max_nfe)} | ({T} if T <= max_nfe else set()))
     T = min(T, max_nfe)
     out = []
-    for sampler in ("dpm++2m", "ddim", "euler", "heun", "ancestral"):
+    for sampler in ("dpm++2m", "dpm++3m", "ddim", "euler", "heun", "ancestral"):
         for nfe in nfes:
             steps = (nfe + 1) // 2 if sampler == "heun" else nfe
             if nfe <= T and steps >= 1:
                 out.append(("fixed", sampler, steps, None, 0.0))
-    out += [("fixed", "dpm++2m", n, s, 0.0) for s in ("linspace", "trailing") for n in (10, 20) if n <= T]
+    out += [("fixed", "dpm++2m", n, s, 0.0) for s in ("linspace", "trailing", "logsnr") for n in (10, 20) if n <= T]
     out += [("fixed", "dpm++2m", n, None, 1.0) for n in nfes]
     out += [("fixed_large", "ancestral", n, None, 0.0) for n in nfes if n >= min(50, T)]
     if learned:

@@ -183,6 +183,8 @@ def cmd_evaluate(args) -> int:
         raise RunError("--data and --set are for --samples without a run; a run evaluates against its own data")
     if args.nll:
         return _evaluate_nll(args)
+    if not args.metrics and not args.bpd:
+        raise RunError("--bpd-only goes with --bpd: add --bpd, or leave out --bpd-only for the sample metrics")
     if args.bpd:
         _check_bpd_request(args)
     bpd = None
@@ -250,6 +252,9 @@ def _check_bpd_request(args) -> None:
         raise RunError(f"--bpd-n {args.bpd_n} is invalid: pass a positive number of test examples")
     if args.bpd_batch_size < 1:
         raise RunError(f"--bpd-batch-size {args.bpd_batch_size} is invalid: pass a positive batch size, e.g. 64")
+    if not args.metrics and args.json is not None:
+        raise RunError(f"--json names the sample metrics' file, which --bpd-only skips; the bound goes to "
+                       f"{args.run / 'bpd.json'}: leave out --json")
 
 
 def _evaluate_file(args) -> int:
@@ -503,7 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "probability-flow ODE beside the bound, on fresh test points")
     p.add_argument("--nll-n", type=int, default=1000, help="test points for --nll (default 1000)")
     p.add_argument("--nll-steps", type=int, default=200, help="RK4 steps of the ODE for --nll (default 200)")
-    p.add_argument("--json", type=Path, help="write the metrics here (default: RUN/eval.json)")
+    p.add_argument("--json", type=Path, help="write the sample metrics here (default: RUN/eval.json; the bound "
+                                                 "always goes to RUN/bpd.json)")
     p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, cuda:N or mps: where the network "
                                                    "and the feature networks run")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
