@@ -4,6 +4,8 @@ log-SNR time. (2M) is the paper's Algorithm 2; (3M) carries the same exponential
 expansion one term further; both with the SDE variant (diffusers' ``sde-dpmsolver++``,
 k-diffusion's ``sample_dpmpp_2m_sde`` and ``sample_dpmpp_3m_sde``)."""
 
+from collections import deque
+
 import numpy as np
 
 from .loop import alpha_of, run_steps
@@ -68,7 +70,7 @@ def sample_dpmpp_3m(process, model, x, sigmas, noise, *, callback=None, clip_den
 
 
 def _multistep(order, process, model, x, sigmas, noise, callback, clip_denoised, model_kwargs, eta):
-    history = []  # (x0, h) of the steps taken, newest last
+    history = deque(maxlen=order - 1)  # (x0, h) of the last steps taken, newest last
     lower_order_final = order > 2 and len(sigmas) - 1 < 15
 
     def step(i, x):
@@ -88,7 +90,7 @@ def _multistep(order, process, model, x, sigmas, noise, callback, clip_denoised,
             x0_1, h_1 = history[-1]
             x_next = x_next - a_next * np.expm1(-kh) * (x0 - x0_1) * h / (2 * h_1)
         elif k == 3:
-            (x0_2, h_2), (x0_1, h_1) = history[-2:]
+            (x0_2, h_2), (x0_1, h_1) = history
             r0, r1 = h_1 / h, h_2 / h
             d1_0, d1_1 = (x0 - x0_1) / r0, (x0_1 - x0_2) / r1
             d1 = d1_0 + r0 / (r0 + r1) * (d1_0 - d1_1)
