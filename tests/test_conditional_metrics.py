@@ -26,6 +26,10 @@ def test_accuracy_of_real_images_is_the_classifier_accuracy_and_wrong_labels_sco
 
 
 def test_fid_per_class_is_near_its_floor_for_the_right_class_and_far_for_a_wrong_one():
+    """Two sets of 60 real threes are exchangeable, so value and floor are draws of one statistic;
+    at 60 points in the classifier's 128 dimensions it is noisy (over 20 random splits the ratio
+    ran from 0.4 to 2.6, and the cached classifier differs between machines), so "near" is within
+    4x either way, while the wrong class is over 50x away."""
     cfg = DataConfig(name="digits")
     clf = load_classifier(cfg)
     train = load_split(cfg, "train")
@@ -35,8 +39,8 @@ def test_fid_per_class_is_near_its_floor_for_the_right_class_and_far_for_a_wrong
     right = per_class_fid(samples, np.full(60, 3), ref_f, train.y.numpy(), floor, np.full(len(floor), 3), "clf")
     wrong = per_class_fid(samples, np.full(60, 8), ref_f, train.y.numpy(), floor, np.full(len(floor), 8), "clf")
     assert list(right) == ["3"] and right["3"]["n"] == 60 and right["3"]["n_reference"] == int((train.y == 3).sum())
-    assert right["3"]["value"] < 2 * right["3"]["floor"]
-    assert wrong["8"]["value"] > 10 * right["3"]["value"]
+    assert right["3"]["floor"] / 4 < right["3"]["value"] < 4 * right["3"]["floor"]
+    assert wrong["8"]["value"] > 50 * right["3"]["value"]
 
 
 def test_evaluating_a_conditional_run_measures_each_class(tmp_path, capsys):
