@@ -45,6 +45,8 @@ TRAINING = [
                                                                      "diffusion.min_snr_gamma": 5.0}),
     ("ema=0.9995", "EMA decay 0.9995 (half-life 1,386 steps)", {"train.ema_decay": 0.9995}),
     ("ema-halflife=20kimg", "EDM's half-life form: 20k images", {"train.ema_halflife_kimg": 20.0}),
+    ("ema-power=0.05", "EDM2's power-function EMA, sigma_rel 0.05", {"train.ema_std": 0.05}),
+    ("ema-power=0.10", "EDM2's power-function EMA, sigma_rel 0.10", {"train.ema_std": 0.10}),
     ("lr*2", "twice the learning rate", {"train.lr": "double"}),
     ("decay=constant", "constant learning rate instead of cosine decay", {"train.decay": "constant"}),
     ("batch*2 steps/2", "batch doubled, steps halved (same images)", {"train.batch_size": "double", "steps": 0.5}),

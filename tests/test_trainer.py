@@ -12,7 +12,7 @@ from ddpm.errors import ConfigError
 from ddpm.nets import MLP
 from ddpm.schedules import make_betas
 from ddpm.train.checkpoint import latest_checkpoint, list_checkpoints
-from ddpm.train.trainer import Trainer
+from ddpm.train.trainer import Trainer, power_function_exponent
 
 
 class FakeClock:
@@ -117,6 +117,47 @@ def test_ema_half_life_halves_the_weight_of_old_parameters_every_that_many_image
         assert torch.allclose(e, b + 0.5, atol=1e-5)
 
 
+@pytest.mark.parametrize("std", [0.05, 0.10, 0.25])
+def test_power_function_exponent_has_the_relative_width_asked_for(std):
+    """EDM2 appendix eq. 123: sigma_rel^2 = (gamma + 1) / ((gamma + 2)^2 (gamma + 3))."""
+    g = power_function_exponent(std)
+    assert g > 0 and ((g + 1) / ((g + 2) ** 2 * (g + 3))) ** 0.5 == pytest.approx(std, rel=1e-10)
+
+
+def test_power_function_ema_weighs_step_tau_by_the_power_profile():
+    """After t updates the EMA is sum_tau w_tau theta_tau with w_tau = (tau^(g+1) - (tau-1)^(g+1)) /
+    t^(g+1) (EDM2 sec. 3.1): the first step copies the weights, and no warm-up applies."""
+    tr = make(ema_std=0.10, ema_warmup=True)
+    g = power_function_exponent(0.10)
+    param = next(tr.model.parameters())
+    thetas = []
+    for step in range(30):
+        with torch.no_grad():
+            param.copy_(torch.randn_like(param))
+        thetas.append(param.detach().clone())
+        tr.update_ema()
+        tr.step += 1
+        t = step + 1
+        w = [(tau ** (g + 1) - (tau - 1) ** (g + 1)) / t ** (g + 1) for tau in range(1, t + 1)]
+        expected = sum(wi * th for wi, th in zip(w, thetas))
+        assert torch.allclose(next(tr.ema.parameters()), expected, atol=1e-5)
+    assert sum(w) == pytest.approx(1.0)
+
+
+def test_power_function_ema_resumes_exactly(tmp_path):
+    full = make(run_dir=tmp_path / "a", ema_std=0.05).run()
+    first = make(run_dir=tmp_path / "b", ema_std=0.05).run(max_steps=15)
+    second = make(seed=123, run_dir=tmp_path / "b", ema_std=0.05).resume()
+    assert first.step == second.step == 15
+    second.run()
+    assert_same_weights(full, second)
+
+
+def test_power_function_ema_and_half_life_are_refused_together():
+    with pytest.raises(ConfigError, match="not both"):
+        make(ema_std=0.05, ema_halflife_kimg=1.0)
+
+
 def test_adam_betas_reach_the_optimizer():
     tr = make(adam_betas=[0.9, 0.99])
     assert tr.optimizer.param_groups[0]["betas"] == (0.9, 0.99)
@@ -196,7 +237,8 @@ def test_time_budgeted_run_resumes_exactly(tmp_path):
 
 @pytest.mark.parametrize("field,value", [("optimizer", "sgd"), ("decay", "step"), ("precision", "fp8"),
                                          ("steps", 0), ("lr", -1.0), ("ema_decay", 1.0),
-                                         ("ema_halflife_kimg", 0.0), ("adam_betas", [0.9]),
+                                         ("ema_halflife_kimg", 0.0), ("ema_std", 0.0), ("ema_std", 0.3),
+                                         ("adam_betas", [0.9]),
                                          ("adam_betas", [0.9, 1.0]), ("precision", "fp64")])
 def test_invalid_training_options(field, value):
     with pytest.raises(ConfigError, match=field):

@@ -93,6 +93,7 @@ class TrainConfig:
     adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  #: Adam's (beta1, beta2)
     ema_decay: float = 0.999
     ema_halflife_kimg: float | None = None  #: EMA half-life in thousands of training images (EDM); replaces ema_decay
+    ema_std: float | None = None  #: EDM2's power-function EMA of relative width sigma_rel (e.g. 0.05); replaces ema_decay
     ema_warmup: bool = True  #: decay min(decay, (1 + step) / (10 + step))
     precision: str = "fp32"  #: fp32 | bf16 | fp16 (autocast) | auto (bf16 where the device has it natively)
     compile: str = "none"  #: none | auto (the fastest that works here) | default | reduce-overhead (CUDA graphs) | max-autotune

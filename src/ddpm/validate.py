@@ -143,6 +143,11 @@ def check_train(t) -> None:
     if not 0 <= t.ema_decay < 1:  # (False for NaN too)
         _fail("train.ema_decay", t.ema_decay, "use a decay in [0, 1), e.g. 0.999")
     _positive("train.ema_halflife_kimg", t.ema_halflife_kimg, optional=True)
+    if t.ema_std is not None:
+        if not 0 < t.ema_std < 0.3:  # (False for NaN too)
+            _fail("train.ema_std", t.ema_std, "use a relative width in (0, 0.3), e.g. EDM2's 0.05 or 0.10")
+        if t.ema_halflife_kimg is not None:
+            _fail("train.ema_std", t.ema_std, "give either train.ema_std or train.ema_halflife_kimg, not both")
     betas = t.adam_betas
     if not (isinstance(betas, list | tuple) and len(betas) == 2
             and all(isinstance(b, int | float) and 0 <= b < 1 for b in betas)):

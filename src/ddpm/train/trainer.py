@@ -10,6 +10,7 @@ rank 0 writes).
 
 import contextlib
 import copy
+import functools
 import json
 import math
 import os
@@ -44,6 +45,17 @@ BUDGET_SHARE = 0.95
 def stream_seed(seed: int, rank: int, stream: int) -> int:
     """An independent 63-bit seed for each (run seed, rank, stream)."""
     return int(np.random.SeedSequence([seed, rank, stream]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+@functools.cache
+def power_function_exponent(std: float) -> float:
+    """EDM2's exponent gamma of the power-function EMA whose averaging profile has relative standard
+    deviation ``std`` (sigma_rel; Karras et al. 2024, appendix eq. 123): sigma_rel^2 = (gamma + 1) /
+    ((gamma + 2)^2 (gamma + 3)), the largest real root of gamma^3 + 7 gamma^2 + (16 - s) gamma +
+    (12 - s) = 0 with s = sigma_rel^-2 (defined for 0 < sigma_rel < 0.3)."""
+    s = std ** -2
+    roots = np.roots([1.0, 7.0, 16.0 - s, 12.0 - s])
+    return float(max(r.real for r in roots if abs(r.imag) < 1e-9))
 
 
 class Trainer:
@@ -171,10 +183,15 @@ class Trainer:
 
     @property
     def ema_decay(self) -> float:
-        """The EMA decay per optimizer step: ``train.ema_decay``, or with ``train.ema_halflife_kimg``
-        the decay whose weights halve every that many thousand training images (EDM, Karras et al.
-        2022, sec. 5 and appendix F.3): 0.5 ** (images per step / (1000 * halflife))."""
+        """The EMA decay of the coming optimizer step: ``train.ema_decay``; with
+        ``train.ema_halflife_kimg`` the decay whose weights halve every that many thousand training
+        images (EDM, Karras et al. 2022, sec. 5 and appendix F.3): 0.5 ** (images per step /
+        (1000 * halflife)); with ``train.ema_std`` EDM2's power function (Karras et al. 2024,
+        sec. 3.1), (1 - 1/t) ** (gamma + 1) at the t-th step, so that the average weighs step tau by
+        tau ** (gamma + 1) - (tau - 1) ** (gamma + 1): a fixed share of the run at any length."""
         cfg = self.cfg
+        if cfg.ema_std is not None:
+            return (1 - 1 / (self.step + 1)) ** (power_function_exponent(cfg.ema_std) + 1)
         if cfg.ema_halflife_kimg is None:
             return cfg.ema_decay
         images = cfg.batch_size * cfg.grad_accum * self.dist.world_size
@@ -182,9 +199,11 @@ class Trainer:
 
     @torch.no_grad()
     def update_ema(self) -> None:
-        """ema <- d ema + (1 - d) theta over parameters; buffers are copied, never averaged."""
+        """ema <- d ema + (1 - d) theta over parameters; buffers are copied, never averaged. The
+        warm-up (``train.ema_warmup``) caps d at (1 + step) / (10 + step); the power function
+        needs none (its first step copies the weights)."""
         d = self.ema_decay
-        if self.cfg.ema_warmup:
+        if self.cfg.ema_warmup and self.cfg.ema_std is None:
             d = min(d, (1 + self.step) / (10 + self.step))
         torch._foreach_lerp_(self.ema_params, [p.detach() for p in self.params], 1 - d)
         for b_ema, b in self.buffer_pairs:
