@@ -157,6 +157,19 @@ def test_bad_sampler_options_are_refused_before_work(trained, tmp_path):
     assert r.returncode == 1 and "sample.spacing" in r.stderr and not (tmp_path / "s.npz").exists()
     r = run_cli("sample", trained, "--sampler", "heun", "--churn", "-1", "--out", tmp_path / "s.npz")
     assert r.returncode == 1 and "sample.churn" in r.stderr
+    r = run_cli("sample", trained, "--sampler", "dpm++", "--spacing", "logsnr", "--sigma-max", "1e6", "--out",
+                tmp_path / "s.npz")
+    assert r.returncode == 1 and "sample.sigma_max" in r.stderr and "within the chain's" in r.stderr
+    r = run_cli("sample", trained, "--sampler", "ddim", "--sigma-min", "0.1", "--out", tmp_path / "s.npz")
+    assert r.returncode == 1 and "sample.sigma_min" in r.stderr and "karras or logsnr" in r.stderr
+    assert not (tmp_path / "s.npz").exists()
+
+
+def test_sample_on_a_sigma_range(trained, tmp_path):
+    out = tmp_path / "s.npz"
+    assert main(["sample", str(trained), "--n", "20", "--out", str(out), "--quiet", "--sampler", "dpm++", "--steps",
+                 "6", "--spacing", "logsnr", "--sigma-min", "0.1", "--sigma-max", "5"]) == 0
+    assert np.load(out)["arr_0"].shape == (20, 2)
 
 
 def test_dynamic_thresholding_from_the_command_line(trained, tmp_path):

@@ -3,6 +3,7 @@ import pytest
 from ddpm.config import (PRESETS, Config, config_from_dict, config_to_dict, load_config, make_config,
                          parse_override, save_config)
 from ddpm.errors import ConfigError
+from ddpm.validate import validate
 
 
 def test_data_name_picks_its_preset_and_overrides_apply():
@@ -53,3 +54,16 @@ def test_none_values_are_written_and_restored():
     tree = config_to_dict(cfg)
     assert tree["train"]["minutes"] == "none"  # TOML has no null; absent would mean "the default"
     assert config_from_dict(tree) == cfg
+
+
+def test_a_sigma_range_is_checked_against_the_spacing_and_the_chain():
+    ok = make_config(data="swissroll", overrides={"sample.sampler": "dpm++", "sample.spacing": "logsnr",
+                                                  "sample.sigma_min": 0.05, "sample.sigma_max": 20.0})
+    validate(ok)
+    assert (ok.sample.sigma_min, ok.sample.sigma_max) == (0.05, 20.0)
+    for overrides, match in (({"sample.sigma_min": 0.05}, "karras or logsnr"),  # ancestral: the chain's steps
+                             ({"sample.sampler": "dpm++", "sample.sigma_max": 1e6}, "within the chain's"),
+                             ({"sample.sampler": "dpm++", "sample.sigma_min": 2.0, "sample.sigma_max": 1.0}, "rise"),
+                             ({"sample.sampler": "dpm++", "sample.sigma_min": -1.0}, "positive")):
+        with pytest.raises(ConfigError, match=match):
+            validate(make_config(data="swissroll", overrides=overrides))

@@ -9,7 +9,7 @@ from ddpm.diffusion import GaussianDiffusion
 from ddpm.errors import ConfigError
 from ddpm.eval.toy_metrics import sliced_wasserstein
 from ddpm.nets import MLP
-from ddpm.samplers import DETERMINISTIC, SAMPLERS, PerSampleNoise, invert, p_sample, sample, sigma_grid
+from ddpm.samplers import DETERMINISTIC, SAMPLERS, PerSampleNoise, invert, karras_sigmas, p_sample, sample, sigma_grid
 from ddpm.schedules import make_betas
 
 from mixture import ring
@@ -260,6 +260,38 @@ def test_logsnr_grid_is_even_in_lambda_between_the_chains_ends():
     assert np.allclose(sigmas[[0, -2]], process.sigma_at([999, 0]), rtol=1e-12)
     h = np.diff(-np.log(sigmas[:-1]))
     assert np.allclose(h, h[0], rtol=1e-9)
+
+
+def test_a_sigma_range_narrows_the_karras_and_logsnr_grids_and_nothing_else():
+    """EDM's sigma_min and sigma_max: the grid's first level and its last before 0, inside the chain's."""
+    process = GaussianDiffusion(make_betas("linear", 1000))
+    lo, hi = process.sigma_at([0, 999])
+    assert np.array_equal(sigma_grid(process, 10, "logsnr", lo, hi), sigma_grid(process, 10, "logsnr"))
+    logsnr = sigma_grid(process, 10, "logsnr", 0.05, 20.0)
+    assert len(logsnr) == 11 and logsnr[-1] == 0 and np.allclose(logsnr[[0, -2]], [20.0, 0.05], rtol=1e-12)
+    assert np.allclose(np.diff(np.log(logsnr[:-1])), np.log(0.05 / 20.0) / 9, rtol=1e-9)
+    karras = sigma_grid(process, 10, "karras", sigma_max=20.0)
+    assert np.allclose(karras, karras_sigmas(10, lo, 20.0), rtol=1e-12)
+    for spacing in ("linspace", "leading", "trailing"):
+        with pytest.raises(ConfigError, match="sigma_min and sigma_max bound the karras and logsnr grids"):
+            sigma_grid(process, 10, spacing, sigma_min=0.05)
+    for bad in ({"sigma_min": lo / 2}, {"sigma_max": 2 * hi}, {"sigma_min": 2.0, "sigma_max": 1.0},
+                {"sigma_min": float("nan")}):
+        with pytest.raises(ConfigError, match="must satisfy"):
+            sigma_grid(process, 10, "logsnr", **bad)
+
+
+def test_sampling_on_a_sigma_range_starts_there_and_inverts(setup, mixture):
+    p, net = setup
+    out = sample(p, net, (2,), range(8), sampler="dpm++2m", steps=6, spacing="logsnr", sigma_min=0.1, sigma_max=5.0)
+    assert np.allclose(out.sigmas[[0, -2, -1]], [5.0, 0.1, 0.0]) and out.nfe == 6
+    assert np.allclose(out.timesteps[0], p.t_at_sigma(5.0) + 1)
+    process, denoiser, _, _ = mixture
+    x0 = denoiser.sample_data(100, seed=5).float()
+    grid = {"sampler": "dpm++2m", "steps": 100, "spacing": "logsnr", "sigma_max": 20.0}
+    x_T = invert(process, denoiser, x0, **grid, device="cpu")
+    back = sample(process, denoiser, (2,), range(100), **grid, x_T=x_T, device="cpu").x
+    assert float((back - x0).norm(dim=1).mean()) < 0.05
 
 
 def test_ddim_eta_0_is_euler_on_the_same_grid(mixture):

@@ -93,10 +93,11 @@ def cmd_sample(args) -> int:
                    checkpoint=args.checkpoint)
     s = run.cfg.sample
     check_sample(SampleConfig(**sampling_options(run.cfg, args.sampler, args.steps, args.spacing, args.eta, args.churn,
-                                                 args.precision, run.device, args.compile),
+                                                 args.precision, run.device, args.compile, args.sigma_min,
+                                                 args.sigma_max),
                               n=args.n, batch_size=s.batch_size if args.batch_size is None else args.batch_size,
                               dynamic_threshold=args.dynamic_threshold),
-                 run.cfg.diffusion.T)
+                 run.cfg.diffusion.T, tuple(run.process.sigma_at([0, run.process.num_timesteps - 1])))
     for path in (args.out, args.grid, args.gif):
         if path is not None:
             check_writable(path)
@@ -122,7 +123,7 @@ def cmd_sample(args) -> int:
         print("class-conditional run sampled without --class: drawing from the unconditional model (no label)")
     want_traj = args.gif is not None
     out = run.sample(n, seed=args.seed, sampler=args.sampler, steps=args.steps, spacing=args.spacing,
-                     eta=args.eta, churn=args.churn, clip=args.dynamic_threshold or args.clip, labels=labels,
+                     sigma_min=args.sigma_min, sigma_max=args.sigma_max, eta=args.eta, churn=args.churn, clip=args.dynamic_threshold or args.clip, labels=labels,
                      guidance=args.guidance, guidance_rescale=args.guidance_rescale, batch_size=args.batch_size,
                      return_trajectory=want_traj, progress=not args.quiet, precision=args.precision,
                      compile=args.compile)
@@ -201,8 +202,8 @@ def cmd_evaluate(args) -> int:
     else:
         samples = _read_samples(args.samples) if args.samples is not None else None
         result = evaluate(args.run, samples, n=args.n, seed=args.seed, sampler=args.sampler, steps=args.steps,
-                          eta=args.eta, spacing=args.spacing, churn=args.churn,
-                          weights="raw" if args.raw else "ema", checkpoint=args.checkpoint,
+                          eta=args.eta, spacing=args.spacing, churn=args.churn, sigma_min=args.sigma_min,
+                          sigma_max=args.sigma_max, weights="raw" if args.raw else "ema", checkpoint=args.checkpoint,
                           features=_features(args.features), reference_split=args.ref_split,
                           check_memorization=not args.no_memorization, out=args.json, samples_file=args.samples,
                           device=resolve_device(args.device), progress=not args.quiet, guidance=args.guidance,
@@ -417,6 +418,10 @@ def _sampler_arguments(p: argparse.ArgumentParser) -> None:
                                              "2 steps - 1 times)")
     p.add_argument("--spacing", choices=get_args(Spacing),
                    help="where the steps lie (default: the run's; karras for dpm++2m/dpm++3m/euler/heun, else linspace)")
+    p.add_argument("--sigma-min", type=float, help="karras/logsnr grids: the least noise level before the last step "
+                                                   "to 0 (default: the run's, else the chain's first step's)")
+    p.add_argument("--sigma-max", type=float, help="karras/logsnr grids: the noise level of the first step (default: the "
+                                                   "run's, else the chain's last step's)")
     p.add_argument("--eta", type=float, help="noise of DDIM and DPM-Solver++: 0 = deterministic (ODE), 1 = as much as the "
                                          "reverse SDE (default: the run's)")
     p.add_argument("--churn", type=float, help="EDM's S_churn for euler/heun, 0 = deterministic (default: the run's)")

@@ -115,6 +115,8 @@ class SampleConfig:
     sampler: str = "ancestral"  #: ancestral | ddim | dpm++2m (dpm++) | dpm++3m | euler | heun
     steps: int | None = None  #: None: every step of the chain (Heun: 2 steps - 1 network evaluations)
     spacing: str | None = None  #: linspace | leading | trailing | karras | logsnr (None: the sampler's own, docs/sampling.md)
+    sigma_min: float | None = None  #: karras/logsnr grids: the least noise level before the last step to 0 (None: the chain's)
+    sigma_max: float | None = None  #: karras/logsnr grids: the noise level of the first step (None: the chain's)
     eta: float = 0.0  #: DDIM's and DPM-Solver++'s noise (0: deterministic ODE, 1: the reverse SDE)
     churn: float = 0.0  #: EDM's S_churn for euler/heun (0: deterministic)
     clip_denoised: bool | None = None  #: None: on for images, off for vectors

@@ -46,18 +46,24 @@ def build_network(cfg: Config, shape, num_classes: int = 0):
 
 
 def sampling_options(cfg: Config, sampler=None, steps=None, spacing=None, eta=None, churn=None, precision=None,
-                     device="cpu", compile=None) -> dict:
-    """The run's sampler settings with any given overrides: sampler, steps, spacing, eta, churn,
-    precision, compile (the names of :func:`ddpm.samplers.sample`); the spacing resolved to the
-    sampler's own default, the precision and the compile mode to the ones ``device`` runs."""
+                     device="cpu", compile=None, sigma_min=None, sigma_max=None) -> dict:
+    """The run's sampler settings with any given overrides: sampler, steps, spacing, sigma range,
+    eta, churn, precision, compile (the names of :func:`ddpm.samplers.sample`); the spacing resolved
+    to the sampler's own default, the precision and the compile mode to the ones ``device`` runs. The
+    run's spacing and sigma range hold for its own sampler only, the range for the grids it bounds."""
     from .compilation import resolve_compile
     from .precision import resolve_precision
     from .samplers import SAMPLERS, resolve_sampler
+    from .samplers.grid import BETWEEN_STEPS
 
     s = cfg.sample
     name = resolve_sampler(sampler or s.sampler)
-    spacing = spacing or (s.spacing if sampler in (None, s.sampler) else None) or SAMPLERS[name][1]
+    own = sampler in (None, s.sampler)
+    spacing = spacing or (s.spacing if own else None) or SAMPLERS[name][1]
+    own_range = own and spacing in BETWEEN_STEPS
     return {"sampler": name, "steps": steps if steps is not None else s.steps, "spacing": spacing,
+            "sigma_min": sigma_min if sigma_min is not None else (s.sigma_min if own_range else None),
+            "sigma_max": sigma_max if sigma_max is not None else (s.sigma_max if own_range else None),
             "eta": s.eta if eta is None else eta, "churn": s.churn if churn is None else churn,
             "precision": resolve_precision(precision or s.precision, device),
             "compile": resolve_compile(compile or s.compile, device)}
@@ -94,13 +100,14 @@ class Run:
 
     def sample(self, n: int, seed: int = 0, sampler=None, steps=None, spacing=None, eta=None, churn=None, clip=None,
                labels=None, guidance=None, guidance_rescale=0.0, batch_size=None, return_trajectory=False,
-               progress=False, precision=None, compile=None):
+               progress=False, precision=None, compile=None, sigma_min=None, sigma_max=None):
         """``n`` samples (a :class:`~ddpm.samplers.SampleOutput`), sample i from seed ``seed + i``;
         options default to the run's config. Non-finite samples (a diverged model) raise
         :class:`RunError` instead of being returned."""
         out = sample(
             self.process, self.model, self.shape, range(seed, seed + n),
-            **sampling_options(self.cfg, sampler, steps, spacing, eta, churn, precision, self.device, compile),
+            **sampling_options(self.cfg, sampler, steps, spacing, eta, churn, precision, self.device, compile,
+                               sigma_min, sigma_max),
             clip_denoised=clip_denoised(self.cfg, self.is_image) if clip is None else clip,
             labels=labels, guidance=guidance, null_label=self.num_classes, guidance_rescale=guidance_rescale,
             batch_size=self.cfg.sample.batch_size if batch_size is None else batch_size,
@@ -403,7 +410,7 @@ IMAGE_EVAL_N = 1000
 
 
 def evaluate(run_dir, samples=None, n: int | None = None, seed: int = 0, *, sampler=None, steps=None, eta=None,
-             spacing=None, churn=None, weights: str = "ema", checkpoint: int | None = None, features=None, reference_split: str = "train",
+             spacing=None, churn=None, sigma_min=None, sigma_max=None, weights: str = "ema", checkpoint: int | None = None, features=None, reference_split: str = "train",
              check_memorization: bool = True, out=None, samples_file=None, device="cpu",
              progress: bool = False, guidance: float | None = None, precision: str | None = None,
              compile: str | None = None) -> dict:
@@ -431,7 +438,8 @@ def evaluate(run_dir, samples=None, n: int | None = None, seed: int = 0, *, samp
 
         if samples is None:
             samples = run.sample(n or cfg.sample.n, seed=seed, sampler=sampler, steps=steps, spacing=spacing, eta=eta,
-                                 churn=churn, precision=precision, compile=compile).x.numpy()
+                                 churn=churn, precision=precision, compile=compile, sigma_min=sigma_min,
+                                 sigma_max=sigma_max).x.numpy()
         samples = np.asarray(samples, dtype=np.float32)
         if samples.ndim != 2 or samples.shape[1:] != run.shape:
             raise RunError(f"samples of shape {samples.shape} do not match the run's data shape {run.shape}")
@@ -443,7 +451,8 @@ def evaluate(run_dir, samples=None, n: int | None = None, seed: int = 0, *, samp
     from .eval.memorization import pairs_picture
 
     features = tuple(features or default_features(cfg.data))
-    options = sampling_options(cfg, sampler, steps, spacing, eta, churn, precision, run.device, compile)
+    options = sampling_options(cfg, sampler, steps, spacing, eta, churn, precision, run.device, compile, sigma_min,
+                               sigma_max)
     protocol = {**options, "nfe": network_evaluations(options["sampler"], options["steps"] or run.process.num_timesteps),
                 "clip_denoised": clip_denoised(cfg, True), "weights": weights, "checkpoint_step": run.step}
     labels = None

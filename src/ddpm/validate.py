@@ -178,8 +178,10 @@ def _check_device(field: str, name: str) -> None:
         _fail(field, name, "use auto, cpu, cuda, cuda:N or mps")
 
 
-def check_sample(s, T: int) -> None:
-    from .samplers import Sampler, Spacing
+def check_sample(s, T: int, chain_sigmas: tuple[float, float] | None = None) -> None:
+    """The sample section; ``chain_sigmas``: the noise levels of the chain's first and last steps,
+    which bound a sigma range (checked when given)."""
+    from .samplers import SAMPLERS, Sampler, Spacing, resolve_sampler
     from .samplers.grid import BETWEEN_STEPS
 
     _choice("sample.sampler", s.sampler, get_args(Sampler))
@@ -190,6 +192,18 @@ def check_sample(s, T: int) -> None:
         if s.sampler == "ancestral" and s.spacing in BETWEEN_STEPS:
             _fail("sample.spacing", s.spacing, "ancestral sampling runs on the chain's own steps: use linspace, "
                   "leading or trailing")
+    spacing = s.spacing or SAMPLERS[resolve_sampler(s.sampler)][1]
+    lo, hi = chain_sigmas if chain_sigmas is not None else (0.0, math.inf)
+    for name in ("sigma_min", "sigma_max"):
+        value = getattr(s, name)
+        _positive(f"sample.{name}", value, optional=True)
+        if value is not None and spacing not in BETWEEN_STEPS:
+            _fail(f"sample.{name}", value, f"a sigma range bounds the karras and logsnr grids, not the {spacing} "
+                  "spacing's chain steps: leave it out or use the karras or logsnr spacing")
+        if value is not None and not lo * (1 - 1e-9) <= value <= hi * (1 + 1e-9):
+            _fail(f"sample.{name}", value, f"use a noise level within the chain's, {lo:.4g}..{hi:.4g}")
+    if s.sigma_min is not None and s.sigma_max is not None and not s.sigma_min < s.sigma_max:
+        _fail("sample.sigma_min", s.sigma_min, f"the range must rise to sample.sigma_max={s.sigma_max}")
     if not (math.isfinite(s.eta) and s.eta >= 0):
         _fail("sample.eta", s.eta, "eta (DDIM, DPM-Solver++) is >= 0 (0: deterministic, 1: as stochastic as ancestral sampling)")
     if not (math.isfinite(s.churn) and s.churn >= 0):
@@ -209,4 +223,22 @@ def validate(cfg) -> None:
     check_model(cfg.model)
     check_diffusion(cfg.diffusion)
     check_train(cfg.train)
-    check_sample(cfg.sample, cfg.diffusion.T)
+    ranged = cfg.sample.sigma_min is not None or cfg.sample.sigma_max is not None
+    check_sample(cfg.sample, cfg.diffusion.T, _chain_sigmas(cfg.diffusion) if ranged else None)
+
+
+def _chain_sigmas(d) -> tuple[float, float]:
+    """EDM noise levels sqrt((1 - alpha-bar_t) / alpha-bar_t) of a valid diffusion section's first
+    and last steps."""
+    import warnings
+
+    import numpy as np
+
+    from .schedules import make_betas
+
+    with warnings.catch_warnings():  # a chain that does not reach noise: building the process warns
+        warnings.simplefilter("ignore")
+        betas = make_betas(d.schedule, d.T, d.beta_start, d.beta_end, d.betas)
+    alpha_bar = np.cumprod(1.0 - np.asarray(betas, dtype=np.float64))
+    sigma = np.sqrt((1.0 - alpha_bar) / alpha_bar)
+    return float(sigma[0]), float(sigma[-1])

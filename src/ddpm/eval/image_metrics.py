@@ -41,6 +41,8 @@ class Protocol:
     sampler: str | None = None
     steps: int | None = None  #: None: every step of the chain
     spacing: str | None = None
+    sigma_min: float | None = None  #: the karras/logsnr grid's range (None: the chain's)
+    sigma_max: float | None = None
     eta: float | None = None
     churn: float | None = None
     nfe: int | None = None  #: network evaluations per sample

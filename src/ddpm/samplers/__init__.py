@@ -115,6 +115,8 @@ def sample(
     sampler: Sampler = "ancestral",
     steps: int | None = None,
     spacing: Spacing | None = None,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
     eta: float = 0.0,
     churn: float = 0.0,
     clip_denoised: bool | float = False,
@@ -143,6 +145,8 @@ def sample(
             ``karras`` (EDM's) or ``logsnr`` (even in log-SNR); None: the sampler's own default,
             ``karras`` for DPM-Solver++ (measured best at few steps), Euler and Heun, else
             ``linspace``.
+        sigma_min, sigma_max: narrow the ``karras`` and ``logsnr`` grids to these noise levels
+            (EDM's sigma range) inside the chain's; None: the chain's first and last steps'.
         clip_denoised: clip the predicted x_0 to [-1, 1] at every step (bounded data); or a
             quantile p in (0, 1): Imagen's dynamic thresholding at that quantile of |x_0|.
         labels: class label per sample, passed to the network as ``y``.
@@ -175,7 +179,7 @@ def sample(
             raise ConfigError(f"guidance_rescale must lie in [0, 1], got {guidance_rescale}")
         model = ClassifierFreeGuidance(model, guidance, null_label, guidance_rescale, process.learned_variance)
     seeds = [int(s) for s in seeds]
-    sigmas = sigma_grid(process, process.num_timesteps if steps is None else steps, spacing)
+    sigmas = sigma_grid(process, process.num_timesteps if steps is None else steps, spacing, sigma_min, sigma_max)
     if x_T is not None and tuple(x_T.shape) != (len(seeds), *shape):
         raise ConfigError(f"x_T has shape {tuple(x_T.shape)}, expected {(len(seeds), *shape)}")
     x, traj = _run(process, model, shape, seeds, sigmas, fn, kwargs, clip_denoised, labels, x_T, batch_size, device,
@@ -192,17 +196,20 @@ def invert(
     sampler: Sampler = "ddim",
     steps: int | None = None,
     spacing: Spacing | None = None,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
     clip_denoised: bool | float = False,
     labels: torch.Tensor | None = None,
     batch_size: int = 64,
     device=None,
 ) -> torch.Tensor:
     """Encode data ``x0`` (N, *shape) to the x_T from which :func:`sample` with the same sampler,
-    steps and spacing returns it (DDIM inversion, Song et al. 2021 sec. 4.3, and its analogue for
+    steps, spacing and sigma range returns it (DDIM inversion, Song et al. 2021 sec. 4.3, and its analogue for
     every deterministic sampler): the sampler's ODE solved from the grid's least noisy level,
     where ``x0`` is taken as the state, up to its noisiest. Returns x_T, float32 CPU."""
     sampler, fn, spacing, kwargs = _check(sampler, spacing, 0.0, 0.0, clip_denoised, invertible=True)
-    sigmas = sigma_grid(process, process.num_timesteps if steps is None else steps, spacing)[-2::-1].copy()
+    sigmas = sigma_grid(process, process.num_timesteps if steps is None else steps, spacing, sigma_min,
+                        sigma_max)[-2::-1].copy()
     n = x0.shape[0]
     x, _ = _run(process, model, tuple(x0.shape[1:]), list(range(n)), sigmas, fn, kwargs, clip_denoised, labels,
                 x0 * alpha_of(sigmas[0]), batch_size, device, False, False, sampler)
