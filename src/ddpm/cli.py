@@ -123,7 +123,8 @@ def cmd_sample(args) -> int:
         print("class-conditional run sampled without --class: drawing from the unconditional model (no label)")
     want_traj = args.gif is not None
     out = run.sample(n, seed=args.seed, sampler=args.sampler, steps=args.steps, spacing=args.spacing,
-                     sigma_min=args.sigma_min, sigma_max=args.sigma_max, eta=args.eta, churn=args.churn, clip=args.dynamic_threshold or args.clip, labels=labels,
+                     sigma_min=args.sigma_min, sigma_max=args.sigma_max, eta=args.eta, churn=args.churn,
+                     clip=args.dynamic_threshold or args.clip, labels=labels,
                      guidance=args.guidance, guidance_rescale=args.guidance_rescale, batch_size=args.batch_size,
                      return_trajectory=want_traj, progress=not args.quiet, precision=args.precision,
                      compile=args.compile)

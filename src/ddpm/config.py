@@ -94,7 +94,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     ema_halflife_kimg: float | None = None  #: EMA half-life in thousands of training images (EDM); replaces ema_decay
     ema_std: float | None = None  #: EDM2's power-function EMA of relative width sigma_rel (e.g. 0.05); replaces ema_decay
-    ema_warmup: bool = True  #: decay min(decay, (1 + step) / (10 + step))
+    ema_warmup: bool = True  #: decay min(decay, (1 + step) / (10 + step)) (not with ema_std, which needs none)
     precision: str = "fp32"  #: fp32 | bf16 | fp16 (autocast) | auto (bf16 where the device has it natively)
     compile: str = "none"  #: none | auto (the fastest that works here) | default | reduce-overhead (CUDA graphs) | max-autotune
     channels_last: bool = False
