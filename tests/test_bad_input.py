@@ -63,6 +63,8 @@ CASES = [
     ("evaluate a sample file without --data", "evaluate --samples {tmp}/tiny.npz", "--data", 1),
     ("feature spaces for 2-D data", "evaluate {run} --features inception", "leave out --features", 1),
     ("--bpd-only without --bpd", "evaluate {run} --bpd-only", "add --bpd", 1),
+    ("a bad sampler option beside --bpd (found before the bound)", "evaluate {run} --bpd --sigma-max 1e6",
+     "sample.sigma_max", 1),
     ("a metrics file for the bound alone", "evaluate {run} --bpd --bpd-only --json {tmp}/bound.json",
      "leave out --json", 1),
     ("report of something that is not a run", "report {tmp}", "not a run directory", 1),

@@ -85,19 +85,14 @@ def cmd_sample(args) -> int:
 
     from .train.distributed import resolve_device
 
-    from .config import SampleConfig
-    from .runs import check_writable, sampling_options
-    from .validate import check_sample
+    from .runs import check_writable
 
     run = load_run(args.run, device=resolve_device(args.device), weights="raw" if args.raw else "ema",
                    checkpoint=args.checkpoint)
     s = run.cfg.sample
-    check_sample(SampleConfig(**sampling_options(run.cfg, args.sampler, args.steps, args.spacing, args.eta, args.churn,
-                                                 args.precision, run.device, args.compile, args.sigma_min,
-                                                 args.sigma_max),
-                              n=args.n, batch_size=s.batch_size if args.batch_size is None else args.batch_size,
-                              dynamic_threshold=args.dynamic_threshold),
-                 run.cfg.diffusion.T, tuple(run.process.sigma_at([0, run.process.num_timesteps - 1])))
+    _check_sampling(args, run.cfg, run.process, run.device, n=args.n,
+                    batch_size=s.batch_size if args.batch_size is None else args.batch_size,
+                    dynamic_threshold=args.dynamic_threshold)
     for path in (args.out, args.grid, args.gif):
         if path is not None:
             check_writable(path)
@@ -175,6 +170,19 @@ def _features(text):
     return tuple(f.strip() for f in text.split(",") if f.strip()) if text else None
 
 
+def _check_sampling(args, cfg, process, device, **sample) -> None:
+    """The run's sampler settings with the command line's overrides (and ``sample``'s fields),
+    checked as a configuration against the run's chain before any work."""
+    from .config import SampleConfig
+    from .runs import sampling_options
+    from .validate import check_sample
+
+    options = sampling_options(cfg, args.sampler, args.steps, args.spacing, args.eta, args.churn, args.precision,
+                               device, args.compile, args.sigma_min, args.sigma_max)
+    check_sample(SampleConfig(**options, **sample), process.num_timesteps,
+                 tuple(process.sigma_at([0, process.num_timesteps - 1])))
+
+
 def cmd_evaluate(args) -> int:
     from .runs import evaluate
     from .train.distributed import resolve_device
@@ -189,6 +197,11 @@ def cmd_evaluate(args) -> int:
         raise RunError("--bpd-only goes with --bpd: add --bpd, or leave out --bpd-only for the sample metrics")
     if args.bpd:
         _check_bpd_request(args)
+    if args.metrics and args.samples is None and (args.run / "config.toml").is_file():  # drawn now: checked first
+        from .runs import build_process
+
+        cfg = load_config(args.run / "config.toml")
+        _check_sampling(args, cfg, build_process(cfg), resolve_device(args.device))
     bpd = None
     if args.bpd:
         from .eval.likelihood import evaluate_bpd

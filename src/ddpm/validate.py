@@ -228,17 +228,13 @@ def validate(cfg) -> None:
 
 
 def _chain_sigmas(d) -> tuple[float, float]:
-    """EDM noise levels sqrt((1 - alpha-bar_t) / alpha-bar_t) of a valid diffusion section's first
-    and last steps."""
+    """The noise levels of a valid diffusion section's first and last steps."""
     import warnings
 
-    import numpy as np
-
+    from .diffusion import GaussianDiffusion
     from .schedules import make_betas
 
-    with warnings.catch_warnings():  # a chain that does not reach noise: building the process warns
+    with warnings.catch_warnings():  # a chain that does not reach noise: building the run's process warns
         warnings.simplefilter("ignore")
-        betas = make_betas(d.schedule, d.T, d.beta_start, d.beta_end, d.betas)
-    alpha_bar = np.cumprod(1.0 - np.asarray(betas, dtype=np.float64))
-    sigma = np.sqrt((1.0 - alpha_bar) / alpha_bar)
-    return float(sigma[0]), float(sigma[-1])
+        process = GaussianDiffusion(make_betas(d.schedule, d.T, d.beta_start, d.beta_end, d.betas))
+    return tuple(float(s) for s in process.sigma_at([0, process.num_timesteps - 1]))
