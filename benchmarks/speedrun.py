@@ -6,10 +6,10 @@ checkpoint every ``train.checkpoint_every`` steps, then draws 1,000 samples (see
 the preset's own sampler, steps, clipping and precision from the EMA weights (kept in
 ``RUN/speedrun_samples.npz``), and measures them: Inception FID/KID (MNIST) and the data set's
 classifier FID/KID, each beside its data-versus-data floor at n = 1,000, against the training
-split. Records the training and sampling seconds, and whether each of the
-preset's targets was met: training is what ``train.minutes`` limits, from the command's start to
-its last step; the closing pictures (64 samples, the reverse strip and GIF) are timed beside it.
-Writes JSON.
+split. Records the training and sampling seconds, and whether each of the preset's targets was
+met (classifier FID against the mean of the floor's draws, see ``ddpm.eval.reference``):
+training is what ``train.minutes`` limits, from the command's start to its last step; the
+closing pictures (64 samples, the reverse strip and GIF) are timed beside it. Writes JSON.
 
     python benchmarks/speedrun.py --data mnist      # 30 + ~5 minutes on 2 CPU cores
     python benchmarks/speedrun.py --data digits     # 5 + ~1 minutes
@@ -51,9 +51,10 @@ def verdict(target: dict, train_s: float, sample_s: float, metrics: dict) -> dic
         out["sample_minutes"] = {"target": target["sample_minutes"], "measured": round(sample_s / 60, 2)}
     if "fid" in target:
         out["fid"] = {"target": target["fid"], "measured": round(metrics["fid"]["value"], 2)}
-    c = metrics["classifier_fid"]
+    c = metrics["classifier_fid"]  # against the floor's mean over its draws; one draw moves by a third
     out["classifier_fid_over_floor"] = {"target": target["classifier_fid_over_floor"],
-                                        "measured": round(c["value"] / c["floor"], 2)}
+                                        "measured": round(c["value"] / c["floor_mean"], 2),
+                                        "over_first_floor_draw": round(c["value"] / c["floor"], 2)}
     for entry in out.values():
         entry["met"] = entry["measured"] <= entry["target"]
     return out

@@ -98,3 +98,10 @@ def test_density_and_coverage():
     d, c = fm.density_coverage(x, y)
     assert 0.7 < d < 1.3 and 0.85 < c <= 1.0
     assert fm.density_coverage(x, x + 100.0) == (0.0, 0.0)
+
+
+def test_fids_against_one_reference_equal_each_fid():
+    ref = gaussian(300, np.zeros(12), random_spd(12, 7), 0)
+    sets = [gaussian(n, 0.2 * i * np.ones(12), random_spd(12, 8 + i), i + 1) for i, n in enumerate((40, 200, 300))]
+    direct = [fm.frechet_distance(*fm.gaussian_statistics(x), *fm.gaussian_statistics(ref)) for x in sets]
+    assert fm.fids(sets, ref) == pytest.approx(direct, rel=1e-9)

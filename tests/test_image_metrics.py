@@ -221,6 +221,27 @@ def test_fid_of_a_plugged_in_feature_space_has_its_floor_and_protocol():
     assert r["pixels"]["kid"]["std"] >= 0
 
 
+def test_fid_floor_has_its_mean_and_spread_over_draws_of_real_images():
+    """The floor is the first of FLOOR_DRAWS draws of n images from its pool; the others give its
+    mean and spread. The first draw is the same as a single draw of the same seed."""
+    from ddpm.eval.reference import FLOOR_DRAWS, make_reference
+
+    test = load_dataset(DataConfig(name="digits", split="test"))  # 176 held-out images: the floor's pool
+    ref = make_reference(DIGITS, "train", 80, seed=3)
+    first = torch.randperm(176, generator=torch.Generator().manual_seed(3))[:80].numpy()
+    assert np.array_equal(ref.floor[2], first) and len(ref.redraws) == FLOOR_DRAWS - 1
+    assert all(len(set(i)) == 80 and not np.array_equal(i, first) for i in ref.redraws)
+    r = evaluate_images(test.x[:80], DIGITS, features=(), extractors={"pixels": Pixels()}, seed=3)["pixels"]["fid"]
+    pooled = lambda x: F.avg_pool2d(x.float(), 2).flatten(1).numpy()  # noqa: E731  (Pixels' features)
+    floors = [fid(pooled(test.x[i]), pooled(load_dataset(DIGITS).x)) for i in [first, *ref.redraws]]
+    assert r["floor"] == pytest.approx(floors[0], rel=1e-6) and r["floor_draws"] == FLOOR_DRAWS
+    assert r["floor_mean"] == pytest.approx(np.mean(floors), rel=1e-6)
+    assert r["floor_std"] == pytest.approx(np.std(floors, ddof=1), rel=1e-6) and r["floor_std"] > 0
+    # a pool of exactly n images: every draw is the same set, so the floor has no spread
+    whole = evaluate_images(test.x, DIGITS, features=(), extractors={"pixels": Pixels()}, check_memorization=False)
+    assert whole["pixels"]["fid"]["floor_std"] == pytest.approx(0, abs=1e-9)
+
+
 def test_image_evaluation_refuses_bad_requests():
     x = load_dataset(DataConfig(name="digits", split="test")).x[:20]
     from ddpm.errors import ConfigError

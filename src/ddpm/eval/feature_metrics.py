@@ -42,16 +42,28 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     tr((sigma1 sigma2)^(1/2)) is computed stably as the sum of the square roots of the
     eigenvalues of the symmetric PSD matrix sigma1^(1/2) sigma2 sigma1^(1/2) (same spectrum).
     """
-    mu1, mu2, s1, s2 = _f64(mu1), _f64(mu2), _f64(sigma1), _f64(sigma2)
-    root1 = _sqrtm_psd(s1)
+    s1 = _f64(sigma1)
+    return _frechet(_f64(mu1), s1, _sqrtm_psd(s1), _f64(mu2), _f64(sigma2))
+
+
+def _frechet(mu1: torch.Tensor, s1: torch.Tensor, root1: torch.Tensor, mu2: torch.Tensor, s2: torch.Tensor) -> float:
+    """:func:`frechet_distance` given sigma1's square root ``root1``."""
     middle = root1 @ s2 @ root1
     tr_covmean = _psd_eigenvalues(torch.linalg.eigvalsh((middle + middle.T) / 2)).sqrt().sum()
     return float(((mu1 - mu2) ** 2).sum() + torch.trace(s1) + torch.trace(s2) - 2 * tr_covmean)
 
 
+def fids(feature_sets, reference) -> list[float]:
+    """FID of each feature set against one reference set, whose statistics and square root are
+    computed once (a 2048-d square root costs seconds on a CPU)."""
+    mu, sigma = (_f64(v) for v in gaussian_statistics(reference))
+    root = _sqrtm_psd(sigma)
+    return [_frechet(mu, sigma, root, *(_f64(v) for v in gaussian_statistics(f))) for f in feature_sets]
+
+
 def fid(features_a, features_b) -> float:
     """FID between two feature sets (their Gaussian statistics)."""
-    return frechet_distance(*gaussian_statistics(features_a), *gaussian_statistics(features_b))
+    return fids([features_a], features_b)[0]
 
 
 def kid(features_a, features_b, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:

@@ -63,16 +63,19 @@ def feature_space_metrics(extractor: FeatureExtractor, samples: torch.Tensor, re
                           progress: bool = False, labels: np.ndarray | None = None) -> dict:
     """FID, KID, precision/recall (k=3) and density/coverage (k=5) of ``samples`` against the
     reference in one feature space, each with its floor. Precision, recall, density and coverage
-    compare equal-size sets: ``n`` reference images drawn apart from the floor images. With the
+    compare equal-size sets: ``n`` reference images drawn apart from the floor images. FID also
+    gives its floor's mean and standard deviation over the floor and its redraws. With the
     samples' requested ``labels``, also FID within each class (``fid_per_class``)."""
-    ref_f, floor_f = reference_features(extractor, ref, progress)
+    ref_f, floor_f, redraws = reference_features(extractor, ref, progress)
     sample_f = extractor(samples, progress=progress, desc=f"{extractor.name} of samples")
     n = len(sample_f)
     rest = np.setdiff1d(np.arange(len(ref_f)), ref.floor_positions())
     gen = np.random.default_rng(seed)
     real = ref_f[gen.permutation(rest)[:n]]
     common = {"n": n, "n_reference": len(ref_f), "features": extractor.description}
-    out = {"fid": {"value": fm.fid(sample_f, ref_f), "floor": fm.fid(floor_f, ref_f), **common}}
+    value, *floors = fm.fids([sample_f, floor_f, *redraws], ref_f)
+    out = {"fid": {"value": value, "floor": floors[0], "floor_mean": float(np.mean(floors)),
+                   "floor_std": float(np.std(floors, ddof=1)), "floor_draws": len(floors), **common}}
     (k, k_std), (kf, kf_std) = fm.kid(sample_f, ref_f, seed=seed), fm.kid(floor_f, ref_f, seed=seed)
     out["kid"] = {"value": k, "std": k_std, "floor": kf, "floor_std": kf_std, **common,
                   "subsets": 100, "subset_size": min(1000, n, len(ref_f))}
