@@ -67,7 +67,7 @@ from ddpm import Dataset, Trainer, load_dataset, make_config, sample, viz  # noq
 from ddpm.data import to_uint8  # noqa: E402
 from ddpm.eval.features import InceptionV3  # noqa: E402
 from ddpm.eval.image_metrics import Protocol, feature_space_metrics  # noqa: E402
-from ddpm.eval.reference import Reference  # noqa: E402
+from ddpm.eval.reference import FLOOR_DRAWS, Reference  # noqa: E402
 from ddpm.runs import build_network, build_process  # noqa: E402
 
 #: the lab's configuration (the ``lab`` preset) scaled to ~35 s of training on 2 CPU cores
@@ -136,10 +136,11 @@ def main(out_dir="examples/out/lab_mnist", seed=0) -> dict:
     # FID against training-split digits; its floor: as many held-out (test-split) digits.
     gen = torch.Generator().manual_seed(seed)
     heldout = load_dataset(replace(cfg.data, split="test"))
-    heldout = heldout.subset(torch.randperm(len(heldout), generator=gen)[:N_FID])
+    floor_idx = torch.randperm(len(heldout), generator=gen)[:N_FID].numpy()
     reference = digits.subset(torch.randperm(len(digits), generator=gen)[:N_REFERENCE])
-    ref = Reference("mnist", {"train": reference}, ("test", heldout, np.arange(N_FID)),
-                    f"{N_FID} held-out digits (test split)")
+    redraws = [torch.randperm(len(heldout), generator=gen)[:N_FID].numpy() for _ in range(FLOOR_DRAWS - 1)]
+    ref = Reference("mnist", {"train": reference}, ("test", heldout, floor_idx),
+                    f"{N_FID} held-out digits (test split)", redraws)
     metrics = feature_space_metrics(InceptionV3(), to_uint8(x), ref, seed)
     protocol = Protocol(N_FID, "mnist 32x32", "train", N_REFERENCE, ref.floor_source, seed, sampler="ancestral",
                         steps=SAMPLE_STEPS, nfe=SAMPLE_STEPS, clip_denoised=True, weights="ema",

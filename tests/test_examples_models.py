@@ -85,6 +85,7 @@ def test_lab_mnist_reports_fid_with_its_floor_and_protocol(tmp_path):
     assert t["final_loss"] < t["first_loss"] / 5  # measured 0.76 -> 0.045
     fid, kid, p = n["fid"], n["kid"], n["protocol"]
     assert math.isfinite(fid["value"]) and math.isfinite(fid["floor"])
+    assert fid["floor_draws"] == 5 and fid["floor_std"] > 0  # other draws of 64 of the 500 held-out digits
     assert fid["floor"] < fid["value"] / 2  # measured: 216 against a floor of 50 (n = 64)
     assert kid["floor"] < kid["value"]
     assert fid["n"] == p["n"] == 64 and p["n_reference"] == fid["n_reference"] == 256
