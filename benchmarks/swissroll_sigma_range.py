@@ -53,7 +53,7 @@ def main():
                  "ratio_mean": float(np.mean(ratios)), "ratios": ratios}
         points.append(point)
         print(json.dumps(point), flush=True)
-    lo, hi = (float(s) for s in run.process.sigma_at([0, run.process.num_timesteps - 1]))
+    lo, hi = run.process.sigma_range
     report = {"benchmark": "swissroll_sigma_range", "date": now(), "machine": machine_info(), "run": str(run_dir),
               "step": run.step, "chain_sigmas": [lo, hi], "n": N, "weights": "ema",
               "seeds": f"blocks of {N}: 0..{args.blocks * N - 1}",

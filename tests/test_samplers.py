@@ -335,3 +335,9 @@ def test_dynamic_thresholding_scales_into_the_data_range():
     assert x.abs().max() <= 1.0 + 1e-6
     with pytest.raises(ConfigError, match="quantile"):
         sample(p, big, (2,), range(4), clip_denoised=1.5)
+
+
+def test_sigma_range_is_the_noise_of_the_chains_first_and_last_steps():
+    process = GaussianDiffusion(make_betas("cosine", 300))
+    assert process.sigma_range == tuple(process.sigma_at([0, 299]))
+    assert process.sigma_range[0] == pytest.approx(np.sqrt((1 - process.alphas_cumprod[0]) / process.alphas_cumprod[0]))

@@ -179,8 +179,7 @@ def _check_sampling(args, cfg, process, device, **sample) -> None:
 
     options = sampling_options(cfg, args.sampler, args.steps, args.spacing, args.eta, args.churn, args.precision,
                                device, args.compile, args.sigma_min, args.sigma_max)
-    check_sample(SampleConfig(**options, **sample), process.num_timesteps,
-                 tuple(process.sigma_at([0, process.num_timesteps - 1])))
+    check_sample(SampleConfig(**options, **sample), process.num_timesteps, process.sigma_range)
 
 
 def cmd_evaluate(args) -> int:

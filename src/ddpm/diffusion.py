@@ -170,6 +170,11 @@ class GaussianDiffusion:
         chain, fractional steps interpolated linearly in log sigma (as k-diffusion does)."""
         return np.exp(np.interp(np.asarray(t, dtype=np.float64), np.arange(self.num_timesteps), self.log_sigmas))
 
+    @property
+    def sigma_range(self) -> tuple[float, float]:
+        """(sigma_min, sigma_max): the noise levels of the chain's first and last steps."""
+        return float(np.exp(self.log_sigmas[0])), float(np.exp(self.log_sigmas[-1]))
+
     def t_at_sigma(self, sigma) -> np.ndarray:
         """The (fractional) step whose noise level is ``sigma``: the inverse of :meth:`sigma_at`,
         clamped to 0..T-1; a level of one of the chain's steps gives that step exactly."""

@@ -410,7 +410,8 @@ IMAGE_EVAL_N = 1000
 
 
 def evaluate(run_dir, samples=None, n: int | None = None, seed: int = 0, *, sampler=None, steps=None, eta=None,
-             spacing=None, churn=None, sigma_min=None, sigma_max=None, weights: str = "ema", checkpoint: int | None = None, features=None, reference_split: str = "train",
+             spacing=None, churn=None, sigma_min=None, sigma_max=None, weights: str = "ema",
+             checkpoint: int | None = None, features=None, reference_split: str = "train",
              check_memorization: bool = True, out=None, samples_file=None, device="cpu",
              progress: bool = False, guidance: float | None = None, precision: str | None = None,
              compile: str | None = None) -> dict:

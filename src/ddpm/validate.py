@@ -224,17 +224,15 @@ def validate(cfg) -> None:
     check_diffusion(cfg.diffusion)
     check_train(cfg.train)
     ranged = cfg.sample.sigma_min is not None or cfg.sample.sigma_max is not None
-    check_sample(cfg.sample, cfg.diffusion.T, _chain_sigmas(cfg.diffusion) if ranged else None)
+    check_sample(cfg.sample, cfg.diffusion.T, _chain_sigmas(cfg) if ranged else None)
 
 
-def _chain_sigmas(d) -> tuple[float, float]:
-    """The noise levels of a valid diffusion section's first and last steps."""
+def _chain_sigmas(cfg) -> tuple[float, float]:
+    """The noise levels of a valid configuration's chain's first and last steps."""
     import warnings
 
-    from .diffusion import GaussianDiffusion
-    from .schedules import make_betas
+    from .runs import build_process
 
     with warnings.catch_warnings():  # a chain that does not reach noise: building the run's process warns
         warnings.simplefilter("ignore")
-        process = GaussianDiffusion(make_betas(d.schedule, d.T, d.beta_start, d.beta_end, d.betas))
-    return tuple(float(s) for s in process.sigma_at([0, process.num_timesteps - 1]))
+        return build_process(cfg).sigma_range

@@ -52,7 +52,7 @@ def ode_log_likelihood(process, model, x0: torch.Tensor, steps: int = 200, model
     if steps < 1:
         raise ConfigError(f"steps={steps} is invalid: pass a positive number of integration steps, e.g. 200")
     x0 = x0.double()
-    s_min, s_max = (float(s) for s in process.sigma_at([0, process.num_timesteps - 1]))
+    s_min, s_max = process.sigma_range
     grid = np.exp(np.linspace(math.log(s_min), math.log(s_max), steps + 1))
     y = x0  # the state at sigma_min, in EDM's variables
     log_det = torch.zeros(x0.shape[0], dtype=torch.float64, device=x0.device)

@@ -31,7 +31,7 @@ def sigma_grid(process, steps: int, spacing: Spacing, sigma_min: float | None = 
     """
     if not 1 <= steps <= process.num_timesteps:
         raise ConfigError(f"number of sampling steps must lie in 1..{process.num_timesteps}, got {steps}")
-    lo, hi = (float(s) for s in process.sigma_at([0, process.num_timesteps - 1]))
+    lo, hi = process.sigma_range
     if spacing not in BETWEEN_STEPS:
         if sigma_min is not None or sigma_max is not None:
             raise ConfigError(f"sigma_min and sigma_max bound the karras and logsnr grids; the {spacing} spacing takes "
