@@ -287,26 +287,29 @@ def train(cfg: Config, run_dir, resume: bool = False, progress: bool = True) -> 
                       run_dir=run_dir, seed=cfg.seed, class_conditional=cfg.model.class_conditional,
                       weights_metadata=meta, on_snapshot=lambda tr, step: _snapshot(cfg, tr, data, step),
                       on_evaluate=lambda tr, step: evaluate_during_training(cfg, tr, data), started=began)
-    if state == "resumable":
-        trainer.resume()  # verified, and matched to the network, before anything is written
-    meta["precision"] = trainer.precision  # train.precision as resolved on this device
-    meta["compile"] = trainer.compile_mode  # train.compile as resolved for this run
-    if trainer.dist.is_main:
-        if progress:
-            n_params = sum(p.numel() for p in model.parameters())
-            print(f"{type(model).__name__} with {n_params:,} parameters on {trainer.device} ({trainer.precision}"
-                  f"{'' if trainer.compile_mode == 'none' else ', compiled: ' + trainer.compile_mode}), "
-                  f"{len(data):,} examples of shape {tuple(data.shape)}, T={cfg.diffusion.T} -> {run_dir}", flush=True)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.toml")
-        write_json(meta, run_dir / "run.json")
-        if data.is_image:
-            announce_data(data, run_dir, progress)
-        if trainer.step == 0:
-            forward_picture(process, data, run_dir / "pictures" / "forward.png", cfg.seed)
-    trainer.run()
-    if trainer.dist.is_main and not trainer.interrupted:
-        finish(cfg, trainer, data, run_dir)
+    try:
+        if state == "resumable":
+            trainer.resume()  # verified, and matched to the network, before anything is written
+        meta["precision"] = trainer.precision  # train.precision as resolved on this device
+        meta["compile"] = trainer.compile_mode  # train.compile as resolved for this run
+        if trainer.dist.is_main:
+            if progress:
+                n_params = sum(p.numel() for p in model.parameters())
+                print(f"{type(model).__name__} with {n_params:,} parameters on {trainer.device} ({trainer.precision}"
+                      f"{'' if trainer.compile_mode == 'none' else ', compiled: ' + trainer.compile_mode}), "
+                      f"{len(data):,} examples of shape {tuple(data.shape)}, T={cfg.diffusion.T} -> {run_dir}", flush=True)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, run_dir / "config.toml")
+            write_json(meta, run_dir / "run.json")
+            if data.is_image:
+                announce_data(data, run_dir, progress)
+            if trainer.step == 0:
+                forward_picture(process, data, run_dir / "pictures" / "forward.png", cfg.seed)
+        trainer.run()
+        if trainer.dist.is_main and not trainer.interrupted:
+            finish(cfg, trainer, data, run_dir)
+    finally:
+        trainer.close()  # every process leaves the group, so torchrun sees them all exit cleanly
     return trainer
 
 

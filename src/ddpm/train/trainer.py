@@ -11,6 +11,7 @@ rank 0 writes).
 import contextlib
 import copy
 import functools
+import gc
 import json
 import math
 import os
@@ -35,7 +36,7 @@ from ..nets.diffusers_unet import DiffusersUNet
 from ..precision import autocast, native, resolve_precision
 from ..validate import check_train
 from . import checkpoint as ckpt
-from .distributed import all_reduce_max, all_reduce_sum, init_distributed, resolve_device
+from .distributed import all_reduce_max, all_reduce_sum, init_distributed, leave_distributed, resolve_device
 from .timesteps import make_timestep_sampler
 
 #: share of a time budget's remaining seconds given to training steps (the rest: pictures, checkpoints)
@@ -320,6 +321,17 @@ class Trainer:
             self.save_weights()
         self._snapshot()
         return self
+
+    def close(self) -> None:
+        """End the trainer's part in ``torchrun``: drop the DDP wrapper, which holds the process group,
+        then leave the group if this trainer joined it. A gloo process that exits still holding its
+        group can abort in the interpreter's teardown (SIGABRT, "terminate called without an active
+        exception"), and ``torchrun`` then fails the whole run. Without ``torchrun`` it does nothing."""
+        if not self.dist.enabled:
+            return
+        self.net = self.model
+        gc.collect()  # DDP's reducer sits in reference cycles: free it, and its hold on the group, now
+        leave_distributed(self.dist)
 
     @property
     def finished(self) -> bool:
