@@ -1,6 +1,7 @@
 """Image evaluation on real data: the real Inception weights, the data set's own classifier,
 cached reference features, floors and protocol, the memorisation check, the commands."""
 
+import copy
 import json
 import os
 import subprocess
@@ -11,11 +12,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
 from ddpm.cli import main
 from ddpm.config import DataConfig
 from ddpm.data import load_dataset
 from ddpm.eval import classifier as clf_module
+from ddpm.eval.cache import cache_dir
 from ddpm.eval.classifier import load_classifier, train_classifier
 from ddpm.eval.feature_metrics import fid
 from ddpm.eval.features import FeatureExtractor, InceptionV3
@@ -142,13 +145,43 @@ def digits_classifier():
     return load_classifier(DIGITS)
 
 
+@pytest.mark.parametrize("name, n_test", [("digits", 176), ("mnist", 500)])
+def test_the_builtin_data_get_the_shipped_classifier_with_its_true_accuracy(name, n_test):
+    """The shipped weights are found by the fingerprint of today's data and recipe (a change to
+    either would silently train new weights instead), load as saved, and their recorded held-out
+    accuracy is what they score."""
+    clf = load_classifier(DataConfig(name=name))
+    assert clf.shipped and "weights shipped with ddpm" in clf.description
+    saved = load_file(str(clf_module.SHIPPED / f"{name}-{clf.data_id}.safetensors"))
+    assert all(torch.equal(saved[k], v) for k, v in clf.net.state_dict().items())
+    _, test = clf_module.held_out(DataConfig(name=name), load_dataset(DataConfig(name=name)))
+    assert clf.n_test == len(test) == n_test
+    assert clf.accuracy == float((torch.from_numpy(clf.probabilities(test.x).argmax(1)) == test.y).double().mean())
+    assert clf.accuracy > 0.97
+    assert not any(cache_dir("classifiers").glob(f"{name}-*"))  # nothing trained, nothing cached
+
+
 @pytest.mark.slow
-def test_classifier_is_accurate_and_cached(digits_classifier):
-    assert digits_classifier.accuracy > 0.95 and digits_classifier.n_test == 176
+def test_classifier_trained_here_is_accurate_and_cached(monkeypatch, tmp_path):
+    monkeypatch.setattr(clf_module, "SHIPPED", tmp_path / "none shipped")
+    trained = load_classifier(DIGITS)
+    assert not trained.shipped and trained.accuracy > 0.95 and trained.n_test == 176
     again = load_classifier(DIGITS)  # from the cache: same weights, same reported accuracy
-    assert again.accuracy == digits_classifier.accuracy and again.key == digits_classifier.key
-    for va, vb in zip(digits_classifier.net.state_dict().values(), again.net.state_dict().values()):
+    assert again.accuracy == trained.accuracy and again.key == trained.key
+    for va, vb in zip(trained.net.state_dict().values(), again.net.state_dict().values()):
         assert torch.equal(va, vb)
+
+
+def test_a_classifiers_feature_key_names_its_weights():
+    """Reference features are cached by the extractor's key: a classifier with other weights (trained
+    on another machine, or shipped) must not reuse them."""
+    torch.manual_seed(0)
+    a = clf_module.Classifier(clf_module.CNN(1, 10), "digits", "same-data", 0.9, 10)
+    b = clf_module.Classifier(copy.deepcopy(a.net), "digits", "same-data", 0.9, 10)
+    assert a.key == b.key
+    with torch.no_grad():
+        b.net.head.bias[0] += 1e-6
+    assert clf_module.Classifier(b.net, "digits", "same-data", 0.9, 10).key != a.key
 
 
 @pytest.mark.slow
