@@ -8,7 +8,9 @@ diffusion maths stay in float32 (float64 for the schedule and the samplers).
 CUDA devices that support bf16, and CPUs with AMX tiles or AVX-512 BF16 instructions (Intel
 Sapphire Rapids and later, AMD Zen 4 and later). Measured on a 2-core Sapphire Rapids CPU
 (``benchmarks/cpu_profile.py``, 2026-11-27): the small MNIST U-Net trains 1.6-2.0x and samples
-1.8-3.5x faster in bf16 than in fp32. A CPU without these instructions emulates bf16 and runs it many times
+1.8-3.5x faster in bf16 than in fp32; on 2 cores of an AMD EPYC with AVX-512 BF16 and no AMX
+(``benchmarks/train_throughput.py``, 2026-12-06) it trains 1.63-1.64x and samples 1.2-1.5x faster,
+eager or compiled. A CPU without these instructions emulates bf16 and runs it many times
 slower than fp32, which is why ``auto`` and never a fixed bf16 is the default of the presets.
 """
 
