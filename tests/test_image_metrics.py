@@ -164,6 +164,7 @@ def test_the_builtin_data_get_the_shipped_classifier_with_its_true_accuracy(name
 @pytest.mark.slow
 def test_classifier_trained_here_is_accurate_and_cached(monkeypatch, tmp_path):
     monkeypatch.setattr(clf_module, "SHIPPED", tmp_path / "none shipped")
+    monkeypatch.setenv("DDPM_CACHE", str(tmp_path / "cache"))  # its own cache: the session's stays free of it
     trained = load_classifier(DIGITS)
     assert not trained.shipped and trained.accuracy > 0.95 and trained.n_test == 176
     again = load_classifier(DIGITS)  # from the cache: same weights, same reported accuracy
