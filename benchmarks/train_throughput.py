@@ -108,7 +108,7 @@ def main() -> None:
     p.add_argument("--preset", default="cifar10", choices=sorted(SHAPES))
     p.add_argument("--device", default="auto")
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16", "fp16"], choices=("fp32", "bf16", "fp16"))
-    p.add_argument("--channels-last", action="store_true", help="also measure channels-last (eager)")
+    p.add_argument("--channels-last", action="store_true", help="also measure channels-last, with each compile mode")
     p.add_argument("--compile", nargs="+", default=["none"], choices=COMPILE_MODES,
                    help="torch.compile modes, each measured at every precision")
     p.add_argument("--batch", type=int, default=0, help="per step (default: the preset's)")
@@ -120,7 +120,7 @@ def main() -> None:
     device = resolve_device(args.device)
     cases = [(prec, False, mode) for mode in args.compile for prec in args.precisions]
     if args.channels_last:
-        cases += [(prec, True, "none") for prec in args.precisions]
+        cases += [(prec, True, mode) for mode in args.compile for prec in args.precisions]
     peaks: dict = {}
     results = []
     for prec, cl, mode in cases:
